@@ -1,0 +1,295 @@
+"""Flat, typed, validated configuration: data, models, training, and the three profiles.
+
+A profile is a complete set of defaults. `tiny` runs on a laptop CPU in seconds (CI and
+tests); `gpu` is the setting meant to show every claim in minutes on one H100; `paper` is
+the authors' exact setting (PROTOCOL.md sections 2-4, 6). Everything that changes a result
+lives in one of these dataclasses, so a run is identified by the hash of its configuration.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A parameter has a value outside its allowed set; raised before any work starts."""
+
+
+def check_choice(name: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not allowed; allowed values: {', '.join(map(repr, allowed))}")
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+
+
+# --- data regimes (PROTOCOL section 2): fact-level augmentation of OOD hops -----------------
+@dataclass(frozen=True)
+class Regime:
+    name: str
+    label: str          # how the paper's figures name it
+    hop1_ratio: float   # rho1: fraction of the OOD hop-1 universe that gets injected queries
+    hop1_samples: int   # k1: at most this many queries per injected hop-1 fact
+    hop2_ratio: float   # rho2
+    hop2_samples: int   # k2
+
+
+REGIMES: dict[str, Regime] = {
+    r.name: r
+    for r in [
+        Regime("natural", "natural (no augmentation)", 0.0, 0, 0.0, 0),
+        Regime("both_full", "both hops, full", 1.0, 18, 1.0, 18),
+        Regime("both_half", "both hops, half", 0.5, 9, 0.5, 9),
+        Regime("hop1_only", "first hop only, full", 1.0, 18, 0.0, 0),
+        Regime("hop2_only", "second hop only, full", 0.0, 0, 1.0, 18),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    n_entities: int = 2000            # entities in the knowledge graph
+    n_relations: int = 200            # relation types
+    relations_per_entity: int = 20    # out-degree: distinct relations per head entity
+    ood_fraction: float = 0.05        # share of atomic facts marked OOD (all still trained)
+    iid_test_fraction: float = 0.005  # share of ID-ID two-hop queries held out as test_inferred_iid
+    phi: float = 18.0                 # training inferred facts per ID atomic fact
+    probe_size: int = 3000            # size of the sampled probe sets (id_atomic, train_inferred, test_inferred_iid)
+    n_special_tokens: int = 6         # 2206 = 2000 + 200 + 6 reproduces the authors' parameter count; PAD and END are used
+    regime: str = "natural"           # key of REGIMES
+    seed: int = 0                     # seeds the graph, the splits and the sampling
+
+    def validate(self) -> None:
+        check_choice("regime", self.regime, list(REGIMES))
+        for name in ("n_entities", "n_relations", "relations_per_entity", "probe_size"):
+            check_positive(name, getattr(self, name))
+        if self.relations_per_entity > self.n_relations:
+            raise ConfigError(f"relations_per_entity={self.relations_per_entity} exceeds n_relations={self.n_relations}")
+        if not 0 < self.ood_fraction < 1:
+            raise ConfigError(f"ood_fraction={self.ood_fraction} must lie in (0, 1)")
+        if not 0 <= self.iid_test_fraction < 1:
+            raise ConfigError(f"iid_test_fraction={self.iid_test_fraction} must lie in [0, 1)")
+        check_positive("phi", self.phi)
+        if self.n_special_tokens < 2:
+            raise ConfigError(f"n_special_tokens={self.n_special_tokens} must be >= 2 (PAD and END)")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    retained_old_examples: int = 8000  # old training examples kept (atomic facts with the queries they close)
+    new_facts: int = 2000              # new atomic facts between existing entities
+    chained_pairs: int = 1000          # of which chained pairs (a, r1, b), (b, r2, t)
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("retained_old_examples", "new_facts"):
+            check_positive(name, getattr(self, name))
+        check_positive("chained_pairs", self.chained_pairs, allow_zero=True)
+        if 2 * self.chained_pairs > self.new_facts:
+            raise ConfigError(f"chained_pairs={self.chained_pairs} needs 2 x {self.chained_pairs} <= new_facts={self.new_facts}")
+
+
+ARCHITECTURES = ("trm", "gpt")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = "trm"     # trm: the parameter-sharing recursive model; gpt: the standard transformer
+    width: int = 1536             # D, hidden size
+    # --- trm ---
+    expansion: float = 4.0        # SwiGLU expansion; hidden = round(expansion * n * 2/3) rounded up to token_multiple
+    token_multiple: int = 256     # rounding of the SwiGLU hidden widths (the authors': 256)
+    prefix_slots: int = 16        # prefix slots before the 5 token slots; slot 0 is the learned vector
+    h_cycles: int = 2             # H-cycles; only the last one is on the gradient tape
+    l_cycles: int = 6             # z_L updates per H-cycle
+    blocks: int = 2               # blocks in the shared module f
+    halting_head: bool = True     # the authors' vestigial halting head (never changes the output)
+    # --- gpt ---
+    layers: int = 4
+    heads: int = 12
+    dropout: float = 0.1
+
+    def validate(self) -> None:
+        check_choice("architecture", self.architecture, ARCHITECTURES)
+        for name in ("width", "token_multiple", "h_cycles", "l_cycles", "blocks", "layers", "heads"):
+            check_positive(name, getattr(self, name))
+        check_positive("prefix_slots", self.prefix_slots, allow_zero=True)
+        if self.architecture == "gpt" and self.width % self.heads:
+            raise ConfigError(f"width={self.width} must be divisible by heads={self.heads}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1_556_000           # optimiser steps (1100 epochs of 724,000 examples at batch 512)
+    batch_size: int = 512
+    lr: float = 4e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 1.0
+    warmup_steps: int = 2000         # linear warm-up, then constant
+    grad_clip: float = 0.0           # 0 = no clipping (trm); the gpt reference clips at 1.0
+    ema_decay: float = 0.999         # evaluation and checkpoints use the EMA weights; 0 = no EMA
+    prefix_lr: float = 1e-4          # sign-SGD on the learned prefix vector
+    prefix_weight_decay: float = 1.0
+    halting_loss_weight: float = 0.5
+    loss: str = "stablemax"          # stablemax (trm) or softmax (gpt)
+    answer_only_loss: bool = False   # gpt: loss only on the answer continuation
+    eval_every: int = 7200           # steps between evaluations (a point on every curve)
+    eval_size: int = 3000            # probe queries per set per evaluation (<= the set size)
+    snapshots: int = 8               # EMA snapshots kept for later probing (evenly spaced evaluations)
+    checkpoint_every: int = 50_000   # steps between resumable checkpoints
+    precision: str = "bf16"          # bf16 | fp16 | fp32 autocast on the GPU; the CPU always runs fp32
+    compile: bool = True             # torch.compile the training step on the GPU
+    seed: int = 0                    # seeds initialisation and batch order
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "eval_every", "eval_size", "checkpoint_every"):
+            check_positive(name, getattr(self, name))
+        check_positive("lr", self.lr)
+        check_positive("warmup_steps", self.warmup_steps, allow_zero=True)
+        check_positive("snapshots", self.snapshots, allow_zero=True)
+        check_choice("loss", self.loss, ("stablemax", "softmax"))
+        check_choice("precision", self.precision, ("bf16", "fp16", "fp32"))
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay={self.ema_decay} must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run: everything that determines its result."""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    transfer: TransferConfig | None = None   # set for fine-tuning / from-scratch runs on the transfer data
+    init_from: str | None = None             # key of the run whose final EMA weights start this one
+
+    def validate(self) -> "RunConfig":
+        self.data.validate()
+        self.model.validate()
+        self.train.validate()
+        if self.transfer is not None:
+            self.transfer.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def key(self) -> str:
+        """Stable hash of the configuration: the identity of the run in the results store."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    @staticmethod
+    def from_dict(d: dict) -> "RunConfig":
+        tr = d.get("transfer")
+        train = dict(d["train"])
+        train["betas"] = tuple(train["betas"])
+        return RunConfig(
+            data=DataConfig(**d["data"]), model=ModelConfig(**d["model"]), train=TrainConfig(**train),
+            transfer=TransferConfig(**tr) if tr else None, init_from=d.get("init_from"),
+        )
+
+
+# --- profiles --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    data: DataConfig
+    trm: ModelConfig
+    trm_train: TrainConfig
+    gpt: ModelConfig
+    gpt_train: TrainConfig
+    transfer: TransferConfig
+    finetune: TrainConfig
+    validated_on_gpu: bool   # whether this profile's claims were checked by runs on a GPU
+
+    def run(self, architecture: str = "trm", regime: str = "natural", seed: int = 0, **train_overrides) -> RunConfig:
+        """The RunConfig for one pretraining run of this profile."""
+        check_choice("architecture", architecture, ARCHITECTURES)
+        check_choice("regime", regime, list(REGIMES))
+        model = self.trm if architecture == "trm" else self.gpt
+        train = self.trm_train if architecture == "trm" else self.gpt_train
+        unknown = set(train_overrides) - {f.name for f in fields(TrainConfig)}
+        if unknown:
+            raise ConfigError(f"unknown training parameter(s) {sorted(unknown)}; allowed: {[f.name for f in fields(TrainConfig)]}")
+        return RunConfig(
+            data=replace(self.data, regime=regime, seed=seed),
+            model=model,
+            train=replace(train, seed=seed, **train_overrides),
+        ).validate()
+
+    def transfer_run(self, pretrained: RunConfig | None, seed: int = 0) -> RunConfig:
+        """Fine-tuning of `pretrained` on the transfer data; `None` gives the from-scratch control."""
+        base = pretrained or self.run("trm", "natural", seed)
+        return RunConfig(
+            data=base.data, model=base.model, train=replace(self.finetune, seed=seed),
+            transfer=replace(self.transfer, seed=seed),
+            init_from=pretrained.key() if pretrained is not None else None,
+        ).validate()
+
+
+PAPER = Profile(
+    name="paper",
+    description="the authors' exact settings: 2000 entities, width 1536, 1.56M steps per run",
+    data=DataConfig(),
+    trm=ModelConfig(),
+    trm_train=TrainConfig(),
+    gpt=ModelConfig(architecture="gpt", width=768, layers=4, heads=12, dropout=0.1),
+    gpt_train=TrainConfig(steps=1_500_000, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, grad_clip=1.0,
+                          ema_decay=0.0, loss="softmax", answer_only_loss=True, precision="fp16"),
+    transfer=TransferConfig(),
+    finetune=TrainConfig(steps=40_000, lr=2e-5, eval_every=976, checkpoint_every=10_000),
+    validated_on_gpu=False,
+)
+
+GPU = Profile(
+    name="gpu",
+    description="a smaller graph and model meant to show every claim in minutes on one H100 (not yet validated on a GPU)",
+    data=DataConfig(n_entities=500, n_relations=50, relations_per_entity=20, ood_fraction=0.05,
+                    iid_test_fraction=0.01, phi=18.0, probe_size=1000),
+    trm=ModelConfig(width=256, prefix_slots=4, expansion=4.0, token_multiple=64),
+    trm_train=TrainConfig(steps=60_000, lr=3e-4, weight_decay=0.3, warmup_steps=500, eval_every=1000,
+                          eval_size=1000, checkpoint_every=10_000, snapshots=12),
+    gpt=ModelConfig(architecture="gpt", width=256, layers=4, heads=8, dropout=0.1),
+    gpt_train=TrainConfig(steps=30_000, lr=3e-4, betas=(0.9, 0.999), weight_decay=0.1, grad_clip=1.0,
+                          warmup_steps=500, ema_decay=0.0, loss="softmax", answer_only_loss=True,
+                          eval_every=1000, eval_size=1000, checkpoint_every=10_000),
+    transfer=TransferConfig(retained_old_examples=3000, new_facts=600, chained_pairs=300),
+    finetune=TrainConfig(steps=10_000, lr=1e-4, weight_decay=0.3, warmup_steps=200, eval_every=500,
+                         eval_size=1000, checkpoint_every=5000, snapshots=0),
+    validated_on_gpu=False,
+)
+
+TINY = Profile(
+    name="tiny",
+    description="a toy graph and model for CPUs, CI and tests: seconds per run; too small to grok",
+    data=DataConfig(n_entities=120, n_relations=12, relations_per_entity=4, ood_fraction=0.2,
+                    iid_test_fraction=0.05, phi=2.0, probe_size=200),
+    trm=ModelConfig(width=64, prefix_slots=1, expansion=2.0, token_multiple=16, h_cycles=2, l_cycles=2),
+    trm_train=TrainConfig(steps=600, batch_size=128, lr=2e-3, weight_decay=0.05, warmup_steps=50,
+                          ema_decay=0.99, eval_every=100, eval_size=200, snapshots=6, checkpoint_every=200,
+                          compile=False),
+    gpt=ModelConfig(architecture="gpt", width=64, layers=2, heads=4, dropout=0.0),
+    gpt_train=TrainConfig(steps=600, batch_size=128, lr=2e-3, betas=(0.9, 0.999), weight_decay=0.05,
+                          grad_clip=1.0, warmup_steps=50, ema_decay=0.0, loss="softmax",
+                          answer_only_loss=True, eval_every=100, eval_size=200, snapshots=0,
+                          checkpoint_every=200, compile=False),
+    transfer=TransferConfig(retained_old_examples=600, new_facts=120, chained_pairs=60),
+    finetune=TrainConfig(steps=300, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_steps=30,
+                         ema_decay=0.99, eval_every=50, eval_size=200, snapshots=0, checkpoint_every=100,
+                         compile=False),
+    validated_on_gpu=False,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, GPU, PAPER)}
+
+
+def get_profile(name: str) -> Profile:
+    check_choice("profile", name, list(PROFILES))
+    return PROFILES[name]

@@ -1,0 +1,161 @@
+"""The parameter-sharing recursive model (Tiny Recursive Model) as configured by the authors.
+
+One shared module f = two post-norm blocks, applied 28 times per forward pass. Each block mixes
+positions with a SwiGLU across the sequence axis (no attention, no positional encoding), then
+channels with a SwiGLU across the width. PROTOCOL.md section 3.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+
+SEQ_LEN = 5   # token slots: [h, r1, r2, PAD, PAD] in, [h, r1, r2, t, END] out
+
+
+def stage_names(h_cycles: int, l_cycles: int) -> list[str]:
+    """Init, then z_L after every L-update and z_H after every commit, in execution order."""
+    names = ["Init"]
+    for h in range(h_cycles):
+        names += [f"H{h}_L{l}" for l in range(l_cycles)] + [f"H{h}_commit"]
+    return names
+
+
+STAGES = stage_names(2, 6)   # the paper's 15 recursion states
+
+
+def swiglu_hidden(n: int, expansion: float, multiple: int) -> int:
+    """The authors' hidden width: round(expansion * n * 2/3), rounded up to a multiple."""
+    return -(round(expansion * n * 2 / 3) // -multiple) * multiple
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """RMSNorm over the last axis, without weights, computed in float32."""
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def trunc_normal_(w: torch.Tensor, std: float) -> torch.Tensor:
+    return nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+
+
+class Linear(nn.Linear):
+    """Bias-free linear layer with the authors' init: truncated normal, std 1/sqrt(fan_in)."""
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = False):
+        super().__init__(n_in, n_out, bias=bias)
+        trunc_normal_(self.weight, 1 / math.sqrt(n_in))
+        if bias:
+            nn.init.zeros_(self.bias)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, n: int, hidden: int):
+        super().__init__()
+        self.gate_up = Linear(n, 2 * hidden)
+        self.down = Linear(hidden, n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:   # (..., n) -> (..., n)
+        gate, up = self.gate_up(x).chunk(2, dim=-1)        # (..., hidden) each
+        return self.down(F.silu(gate) * up)
+
+
+class Block(nn.Module):
+    """Post-norm: token MLP over positions (+ RMSNorm over positions), then channel MLP (+ RMSNorm)."""
+
+    def __init__(self, width: int, positions: int, config: ModelConfig):
+        super().__init__()
+        self.token_mlp = SwiGLU(positions, swiglu_hidden(positions, config.expansion, config.token_multiple))
+        self.channel_mlp = SwiGLU(width, swiglu_hidden(width, config.expansion, config.token_multiple))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:   # (B, S, D)
+        zt = z.transpose(1, 2)                             # (B, D, S): the same MLP for every channel
+        zt = rms_norm(zt + self.token_mlp(zt))             # normalised over the position axis
+        z = zt.transpose(1, 2)                             # (B, S, D)
+        return rms_norm(z + self.channel_mlp(z))           # (B, S, D)
+
+
+class SharedModule(nn.Module):
+    """f(z, inj) = block2(block1(z + inj)): the one module every recursion step reuses."""
+
+    def __init__(self, width: int, positions: int, config: ModelConfig):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(width, positions, config) for _ in range(config.blocks))
+
+    def forward(self, z: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:   # (B, S, D)
+        z = z + injection
+        for block in self.blocks:
+            z = block(z)
+        return z
+
+
+StateVisitor = Callable[[str, torch.Tensor], torch.Tensor]
+
+
+class TRM(nn.Module):
+    def __init__(self, config: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.config = config
+        D, P = config.width, config.prefix_slots
+        self.positions = P + SEQ_LEN
+        self.stages = stage_names(config.h_cycles, config.l_cycles)
+        self.embed_tokens = nn.Embedding(vocab_size, D)
+        trunc_normal_(self.embed_tokens.weight, 1 / math.sqrt(D))
+        # slot 0 of the prefix: one learned vector, zero-initialised, trained by sign-SGD
+        self.prefix_vector = nn.Parameter(torch.zeros(D)) if P > 0 else None
+        self.f = SharedModule(D, self.positions, config)
+        self.head = Linear(D, vocab_size)
+        self.halt_head = Linear(D, 2, bias=True) if config.halting_head else None
+        if self.halt_head is not None:   # the authors' init: never halt at the start
+            with torch.no_grad():
+                self.halt_head.weight.zero_()
+                self.halt_head.bias.fill_(-5)
+        # fixed random start states, one D-vector each
+        self.register_buffer("z_H_init", trunc_normal_(torch.empty(D), 1.0))
+        self.register_buffer("z_L_init", trunc_normal_(torch.empty(D), 1.0))
+
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        B = inputs.shape[0]
+        x = self.embed_tokens(inputs)                               # (B, 5, D)
+        P = self.config.prefix_slots
+        if P > 0:
+            prefix = x.new_zeros(B, P, x.shape[-1])                 # (B, P, D)
+            prefix = torch.cat([self.prefix_vector.to(x.dtype).expand(B, 1, -1), prefix[:, 1:]], dim=1)
+            x = torch.cat([prefix, x], dim=1)                       # (B, P + 5, D)
+        return x * math.sqrt(self.config.width)
+
+    def recurse(self, x: torch.Tensor, visit: StateVisitor | None = None) -> torch.Tensor:
+        """The recursion. H-cycles of L-cycles z_L updates and one z_H commit; only the last H-cycle
+        is on the gradient tape. `visit(name, state)` sees (and may replace) every named state."""
+        B, S, D = x.shape
+        z_H = self.z_H_init.to(x.dtype).expand(B, S, D)             # (B, S, D)
+        z_L = self.z_L_init.to(x.dtype).expand(B, S, D)             # (B, S, D)
+        if visit is not None:
+            z_H = visit("Init", z_H)
+        H, L = self.config.h_cycles, self.config.l_cycles
+        for h in range(H):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and h == H - 1):
+                for l in range(L):
+                    z_L = self.f(z_L, z_H + x)                      # (B, S, D)
+                    if visit is not None:
+                        z_L = visit(f"H{h}_L{l}", z_L)
+                z_H = self.f(z_H, z_L)                              # (B, S, D)
+                if visit is not None:
+                    z_H = visit(f"H{h}_commit", z_H)
+        return z_H
+
+    def readout(self, z: torch.Tensor) -> torch.Tensor:
+        """The output head applied to a state's token slots: (B, S, D) -> (B, 5, V) logits."""
+        return self.head(z[:, self.config.prefix_slots:])
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None = None,
+                visit: StateVisitor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """inputs (B, 5) token ids -> logits (B, 5, V) at the token slots, halting logit (B,) or None."""
+        z_H = self.recurse(self.embed(inputs), visit)               # (B, S, D)
+        halt = self.halt_head(z_H[:, 0])[..., 0].float() if self.halt_head is not None else None
+        return self.readout(z_H), halt

@@ -1,0 +1,52 @@
+"""Intervals for small numbers of seeds and for proportions."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# two-sided 95% Student t quantiles, by degrees of freedom
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+         10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def t_quantile(df: int) -> float:
+    if df >= 30:
+        return 1.96 if df > 120 else 2.0
+    return _T975[max(k for k in _T975 if k <= df)]
+
+
+def mean_interval(values) -> tuple[float, float, float]:
+    """(mean, low, high): a 95% Student t interval over seeds; with one value the interval is that value."""
+    v = np.asarray(list(values), dtype=float)
+    if len(v) == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(v.mean())
+    if len(v) == 1:
+        return (m, m, m)
+    half = t_quantile(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
+    return (m, m - half, m + half)
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
+    """(rate, low, high): the Wilson 95% interval of a proportion."""
+    if n == 0:
+        return (math.nan, math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def fmt(interval: tuple[float, float, float], digits: int = 2) -> str:
+    m, lo, hi = interval
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def first_crossing(steps, values, threshold: float):
+    """The first step at which `values` reaches `threshold`, or None."""
+    for s, v in zip(steps, values):
+        if v is not None and v >= threshold:
+            return int(s)
+    return None

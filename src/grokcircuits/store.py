@@ -1,0 +1,121 @@
+"""The results store: every run and every probe result keyed by the hash of its configuration.
+
+Layout under `root` (one root per profile, `results/<profile>` by default):
+
+    runs/<key>/record.json    configuration, code version, device, steps, wall and GPU seconds
+    runs/<key>/curves.json    one entry per evaluation (small; committed for the GPU and paper profiles)
+    memo/<kind>/<key>.json    cached probe results (small; committed likewise)
+    checkpoints/<key>/        resumable checkpoint, final and snapshot EMA weights (large; never committed)
+
+Files are written atomically (temporary file, then rename), so an interrupted run never leaves a
+half-written result; tensors are loaded with `weights_only=True`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import __version__
+
+RESULTS_ENV = "GROKCIRCUITS_RESULTS"   # overrides the base folder `results` (tests point it at a temporary folder)
+
+
+def results_root(profile: str) -> Path:
+    return Path(os.environ.get(RESULTS_ENV, "results")) / profile
+
+
+def code_version() -> str:
+    """Library version plus the git commit of the working tree (with '+dirty' when it has changes)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    return f"{__version__}+{commit}{'.dirty' if dirty else ''}" if commit else __version__
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda p: p.write_text(json.dumps(obj, indent=1, sort_keys=True)))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(path: Path, obj: Any) -> None:
+    _atomic_write(path, lambda p: torch.save(obj, p))
+
+
+def load_tensors(path: Path, device: str | torch.device = "cpu") -> Any:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def hash_dict(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+class Store:
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # --- runs ---
+    def run_dir(self, key: str) -> Path:
+        return self.root / "runs" / key
+
+    def checkpoint_dir(self, key: str) -> Path:
+        return self.root / "checkpoints" / key
+
+    def has_run(self, key: str) -> bool:
+        rec = self.run_dir(key) / "record.json"
+        return rec.exists() and read_json(rec).get("status") == "complete"
+
+    def record(self, key: str) -> dict:
+        return read_json(self.run_dir(key) / "record.json")
+
+    def curves(self, key: str) -> list[dict]:
+        return read_json(self.run_dir(key) / "curves.json")
+
+    def save_run(self, key: str, record: dict, curves: list[dict]) -> None:
+        write_json(self.run_dir(key) / "curves.json", curves)
+        write_json(self.run_dir(key) / "record.json", record)   # written last: its presence marks completion
+
+    def runs(self) -> list[dict]:
+        """Every complete run's record (for the cost chapter)."""
+        out = []
+        for rec in sorted((self.root / "runs").glob("*/record.json")):
+            r = read_json(rec)
+            if r.get("status") == "complete":
+                out.append(r)
+        return out
+
+    # --- probe results ---
+    def memo(self, kind: str, config: dict, compute: Callable[[], Any]) -> Any:
+        """Return the stored result for (kind, config); compute and store it if absent."""
+        path = self.root / "memo" / kind / f"{hash_dict(config)}.json"
+        if path.exists():
+            return read_json(path)["result"]
+        result = compute()
+        write_json(path, {"config": config, "code_version": code_version(), "result": result})
+        return result
