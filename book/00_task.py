@@ -107,6 +107,8 @@ final.round(3)
 #
 # The contrast holds when the standard transformer reaches at least 0.5 exact match on ID
 # compositions but at most 0.1 on OOD ones, while the recursive model reaches at least 0.5 on OOD.
+# When the standard transformer does not even generalise in distribution, the profile is too small
+# to test the contrast, and the verdict says so instead of "does not hold".
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -114,12 +116,14 @@ gpt_iid = analysis.lookup(final, "standard transformer", "test_inferred_iid", "e
 gpt_ood = analysis.lookup(final, "standard transformer", "test_inferred_ood", "exact_match")
 trm_ood = analysis.lookup(final, "natural (no augmentation)", "test_inferred_ood", "exact_match")
 trm_iid = analysis.lookup(final, "natural (no augmentation)", "test_inferred_iid", "exact_match")
-holds = gpt_iid[0] >= 0.5 and gpt_ood[0] <= 0.1 and trm_ood[0] >= 0.5
+# the contrast needs a standard transformer that generalises in distribution at all
+holds = None if gpt_iid[0] < 0.5 else bool(gpt_ood[0] <= 0.1 and trm_ood[0] >= 0.5)
 book.verdict(ch, "A standard transformer learns ID compositions but stays near zero on OOD ones; "
-             "the parameter-sharing model reaches OOD compositions.", bool(holds),
+             "the parameter-sharing model reaches OOD compositions.", holds,
              {"standard transformer, ID exact match": gpt_iid, "standard transformer, OOD exact match": gpt_ood,
               "recursive model, ID exact match": trm_iid, "recursive model, OOD exact match": trm_ood},
-             runs, note="" if holds else f"not shown at profile '{ch.profile}': see the curves above")
+             runs, note="the standard transformer did not reach 0.5 on ID compositions at this profile"
+             if holds is None else "")
 
 # %%
 book.provenance(ch, runs)

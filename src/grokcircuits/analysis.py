@@ -24,7 +24,7 @@ def condition_of(run) -> str:
     if c.transfer is not None:
         if c.init_from is None:
             return "from scratch (control)"
-        return f"fine-tuned from {REGIMES[c.data.regime].label}"
+        return f"fine-tuned from {REGIMES[c.init_regime].label}"
     return REGIMES[c.data.regime].label
 
 

@@ -54,12 +54,19 @@ def _positive_int(name, v):
     return v
 
 
-CHECKS = {"profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
+def _query_set(name, v):
+    allowed = ("train_inferred", "test_inferred_iid")
+    if v not in allowed:
+        raise ConfigError(f"{name}={v!r} is not allowed; allowed values: {', '.join(map(repr, allowed))}")
+    return v
+
+
+CHECKS = {"query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
           "workers": _positive_int, "patching_queries": _positive_int}
 
 CHAPTER_PARAMETERS = {
     "00_task": ("profile", "seeds", "workers"),
-    "01_identical_paths": ("profile", "seeds", "workers", "patching_queries"),
+    "01_identical_paths": ("profile", "seeds", "workers", "query_set", "patching_queries"),
     "02_accuracy_vs_circuit": ("profile", "seeds", "workers", "regimes"),
     "03_limited_transfer": ("profile", "seeds", "workers", "pretrain_regimes"),
     "04_cost": ("profile",),
@@ -72,7 +79,9 @@ def _coerce(v):
         try:
             parsed = ast.literal_eval(v if v.startswith("[") else f"[{v}]")
         except (ValueError, SyntaxError):
-            return v
+            if v.startswith("["):
+                return v
+            parsed = [x.strip() for x in v.split(",") if x.strip()]   # natural,hop2_only
         return list(parsed) if isinstance(parsed, (list, tuple)) else v
     return v
 
@@ -157,7 +166,8 @@ def verdict(ch: Chapter, claim: str, holds: bool | None, numbers: dict, runs=(),
     write_json(ch.store.root / "verdicts" / f"{ch.name}.json", record)
     verdict_word = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT SHOWN AT THIS SCALE"}[holds]
     print(f"Claim: {claim}")
-    print(f"Verdict at profile '{ch.params['profile']}' with seeds {ch.params.get('seeds')}: {verdict_word}")
+    seeds = f" with seeds {ch.params['seeds']}" if "seeds" in ch.params else ""
+    print(f"Verdict at profile '{ch.params['profile']}'{seeds}: {verdict_word}")
     for k, v in numbers.items():
         print(f"  {k}: {_rounded(v)}")
     if note:

@@ -167,6 +167,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     transfer: TransferConfig | None = None   # set for fine-tuning / from-scratch runs on the transfer data
     init_from: str | None = None             # key of the run whose final EMA weights start this one
+    init_regime: str | None = None           # that run's data regime (how the book names the fine-tuned model)
 
     def validate(self) -> "RunConfig":
         self.data.validate()
@@ -180,8 +181,11 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     def key(self) -> str:
-        """Stable hash of the configuration: the identity of the run in the results store."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Stable hash of the configuration: the identity of the run in the results store.
+        Top-level fields that are unset (None) are left out, so a new optional field does not
+        change the identity of the runs that do not use it."""
+        d = {k: v for k, v in self.to_dict().items() if v is not None}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @staticmethod
@@ -192,6 +196,7 @@ class RunConfig:
         return RunConfig(
             data=DataConfig(**d["data"]), model=ModelConfig(**d["model"]), train=TrainConfig(**train),
             transfer=TransferConfig(**tr) if tr else None, init_from=d.get("init_from"),
+            init_regime=d.get("init_regime"),
         )
 
 
@@ -225,12 +230,15 @@ class Profile:
         ).validate()
 
     def transfer_run(self, pretrained: RunConfig | None, seed: int = 0) -> RunConfig:
-        """Fine-tuning of `pretrained` on the transfer data; `None` gives the from-scratch control."""
+        """Fine-tuning of `pretrained` on the transfer data; `None` gives the from-scratch control.
+        The transfer data are built from the natural data of the seed's graph whatever the
+        pretraining regime, so every condition of a seed fine-tunes on the same examples."""
         base = pretrained or self.run("trm", "natural", seed)
         return RunConfig(
-            data=base.data, model=base.model, train=replace(self.finetune, seed=seed),
+            data=replace(base.data, regime="natural"), model=base.model, train=replace(self.finetune, seed=seed),
             transfer=replace(self.transfer, seed=seed),
             init_from=pretrained.key() if pretrained is not None else None,
+            init_regime=pretrained.data.regime if pretrained is not None else None,
         ).validate()
 
 

@@ -302,4 +302,4 @@ def train(config: RunConfig, store: Store, device: torch.device | None = None, s
     if last.exists():
         last.unlink()
     log(f"finished {key}: {step} steps in {wall:.1f} s on {record['device']}")
-    return Run(config, record, curves, store)
+    return load_run(config, store)   # as stored, so a trained and a loaded run look the same

@@ -116,20 +116,22 @@ def patching_map(model, clean: EncodedSet, corrupt: EncodedSet, batch_size: int 
     """Run the corrupted query, but replace one named state at one token slot with the clean
     query's state. The restoration rate is how often the answer then becomes the clean answer.
 
+    Only queries whose clean run is answered right count (restoration needs a right answer to restore).
     Returns restoration[n_stages][5], plus the clean and corrupted baselines."""
     P = model.config.prefix_slots
     stages = model.stages
     n_slots = clean.inputs.shape[1]
     hits = torch.zeros(len(stages), n_slots, device=clean.inputs.device)
     base_clean = base_corrupt = 0.0
+    answer = 3                                                                     # two-hop answer slot
     for sl in _batches(len(clean), batch_size):
         cached: dict[str, torch.Tensor] = {}
         logits, _ = model(clean.inputs[sl], None, visit=lambda n, z: cached.setdefault(n, z.clone()))
         tgt_clean = clean.target[sl]                                               # (b,)
-        answer = 3                                                                 # two-hop answer slot
-        base_clean += float((logits[:, answer].argmax(-1) == tgt_clean).sum())
+        right = logits[:, answer].argmax(-1) == tgt_clean                          # (b,) queries that count
+        base_clean += float(right.sum())
         logits, _ = model(corrupt.inputs[sl], None)
-        base_corrupt += float((logits[:, answer].argmax(-1) == tgt_clean).sum())
+        base_corrupt += float(((logits[:, answer].argmax(-1) == tgt_clean) & right).sum())
         for si, stage in enumerate(stages):
             for slot in range(n_slots):
                 def patch(name, z, stage=stage, slot=slot):
@@ -139,7 +141,7 @@ def patching_map(model, clean: EncodedSet, corrupt: EncodedSet, batch_size: int 
                     z[:, P + slot] = cached[name][:, P + slot]
                     return z
                 logits, _ = model(corrupt.inputs[sl], None, visit=patch)
-                hits[si, slot] += (logits[:, answer].argmax(-1) == tgt_clean).sum()
-    n = max(len(clean), 1)
-    return {"restoration": (hits / n).tolist(), "clean_baseline": base_clean / n,
-            "corrupt_baseline": base_corrupt / n, "n": len(clean), "stages": stages}
+                hits[si, slot] += ((logits[:, answer].argmax(-1) == tgt_clean) & right).sum()
+    n_right = max(base_clean, 1.0)
+    return {"restoration": (hits / n_right).tolist(), "clean_baseline": base_clean / max(len(clean), 1),
+            "corrupt_baseline": base_corrupt / n_right, "n": len(clean), "n_right": int(base_clean), "stages": stages}

@@ -16,8 +16,9 @@ def t_quantile(df: int) -> float:
     return _T975[max(k for k in _T975 if k <= df)]
 
 
-def mean_interval(values) -> tuple[float, float, float]:
-    """(mean, low, high): a 95% Student t interval over seeds; with one value the interval is that value."""
+def mean_interval(values, bounds: tuple[float, float] | None = (0.0, 1.0)) -> tuple[float, float, float]:
+    """(mean, low, high): a 95% Student t interval over seeds, clipped to `bounds` (rates and
+    similarities live in [0, 1]); with one value the interval is that value."""
     v = np.asarray(list(values), dtype=float)
     if len(v) == 0:
         return (math.nan, math.nan, math.nan)
@@ -25,7 +26,10 @@ def mean_interval(values) -> tuple[float, float, float]:
     if len(v) == 1:
         return (m, m, m)
     half = t_quantile(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
-    return (m, m - half, m + half)
+    lo, hi = m - half, m + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return (m, lo, hi)
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:

@@ -1,0 +1,68 @@
+"""The recursive model and the standard transformer: parameter count, shapes, recursion, causality."""
+import pytest
+import torch
+
+from grokcircuits.config import ConfigError, ModelConfig, get_profile
+from grokcircuits.models import STAGES, build_model, count_parameters
+from grokcircuits.models.trm import stage_names
+
+TINY = get_profile("tiny")
+V = 138
+
+
+def test_paper_model_has_the_authors_parameter_count():
+    model = build_model(get_profile("paper").trm, 2206)
+    assert count_parameters(model) == 44_560_898
+    assert model.prefix_vector.numel() == 1536   # held outside the count, as in the authors' sparse embedding
+
+
+def test_stage_names_are_the_papers_fifteen_states():
+    assert STAGES[0] == "Init" and STAGES[-1] == "H1_commit" and len(STAGES) == 15
+    assert STAGES[1:8] == [f"H0_L{i}" for i in range(6)] + ["H0_commit"]
+
+
+def test_trm_shapes_and_visit_order():
+    model = build_model(TINY.trm, V)
+    x = torch.randint(0, V, (3, 5))
+    seen = []
+    logits, halt = model(x, None, visit=lambda n, z: (seen.append((n, tuple(z.shape))), z)[1])
+    assert logits.shape == (3, 5, V) and halt.shape == (3,)
+    assert [n for n, _ in seen] == stage_names(TINY.trm.h_cycles, TINY.trm.l_cycles)
+    assert all(shape == (3, TINY.trm.prefix_slots + 5, TINY.trm.width) for _, shape in seen)
+
+
+def test_only_the_last_h_cycle_is_on_the_gradient_tape():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width=32, prefix_slots=2, h_cycles=3, l_cycles=2, token_multiple=16), V).train()
+    x = torch.randint(0, V, (4, 5))
+    grads = {}
+    logits, _ = model(x, None, visit=lambda n, z: (grads.__setitem__(n, z.requires_grad), z)[1])
+    assert not any(grads[n] for n in grads if n.startswith(("H0_", "H1_")))
+    assert all(grads[n] for n in grads if n.startswith("H2_"))
+    logits.sum().backward()
+    assert model.f.blocks[0].channel_mlp.down.weight.grad is not None
+
+
+def test_patched_state_changes_the_output():
+    model = build_model(TINY.trm, V).eval()
+    x = torch.randint(0, V, (2, 5))
+    base, _ = model(x)
+    patched, _ = model(x, None, visit=lambda n, z: z * 0 if n == "H0_L0" else z)
+    assert not torch.allclose(base, patched)
+
+
+def test_gpt_is_causal_and_aligned_to_label_slots():
+    torch.manual_seed(0)
+    model = build_model(TINY.gpt, V).eval()
+    labels = torch.randint(0, V, (2, 5))
+    logits, _ = model(labels[:, :3], labels)
+    assert logits.shape == (2, 5, V) and torch.all(logits[:, 0] == 0)
+    changed = labels.clone()
+    changed[:, 3] = (changed[:, 3] + 1) % V          # the answer token only informs the END slot
+    logits2, _ = model(changed[:, :3], changed)
+    assert torch.allclose(logits[:, :4], logits2[:, :4]) and not torch.allclose(logits[:, 4], logits2[:, 4])
+
+
+def test_bad_architecture_is_rejected_with_the_allowed_values():
+    with pytest.raises(ConfigError, match=r"architecture='rnn'.*'trm', 'gpt'"):
+        build_model(ModelConfig(architecture="rnn"), V)
