@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 # The pip section of environment.yml, installed into .venv (conda is not needed).
 $(VENV)/.installed: environment.yml pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	sed -n '/- pip:/,$$p' environment.yml | grep -E '^ +- ' | sed -E 's/^ +- //; s/ +#.*//' > $(VENV)/requirements.txt
+	sed -n '/- pip:/,$$p' environment.yml | tail -n +2 | grep -E '^ +- ' | sed -E 's/^ +- //; s/ +#.*//' > $(VENV)/requirements.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r $(VENV)/requirements.txt
 	touch $@
 

@@ -80,9 +80,7 @@ checkpoints.round(3)
 # %%
 frames = []
 for r in natural:
-    pre = ip.pre_grok_step(r)
-    for label, step, run in [("natural, pre-grokking", pre, r), ("natural, end", None, r),
-                             ("both hops full, end", None, both[r.config.train.seed])]:
+    for label, run, step in ip.checkpoints_to_patch(r, both[r.config.train.seed]):
         f = analysis.map_frame(ip.lens_map(run, step, ch.query_set), ip.stages_of(run))
         f["checkpoint"], f["seed"] = label, r.config.train.seed
         frames.append(f)
@@ -100,8 +98,7 @@ charts.stage_slot_heatmap(lens, stages, "value", f"Bridge entity as the lens's t
 pframes, patch_maps = [], {}
 for r in natural:
     seed = r.config.train.seed
-    for label, step, run in [("natural, pre-grokking", ip.pre_grok_step(r), r), ("natural, end", None, r),
-                             ("both hops full, end", None, both[seed])]:
+    for label, run, step in ip.checkpoints_to_patch(r, both[seed]):
         res = ip.patching(run, step, ch.query_set, ch.patching_queries)
         patch_maps[(label, seed)] = res
         f = analysis.map_frame(res["restoration"], res["stages"])

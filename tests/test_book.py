@@ -75,3 +75,16 @@ def test_papermill_with_an_unknown_parameter_fails_before_any_work(tmp_path, mon
     with pytest.raises(pm.PapermillExecutionError, match="unknown parameter.*'stepz'"):
         pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters={"stepz": 10}, progress_bar=False)
     assert not (tmp_path / "results").exists()          # nothing was trained or stored
+
+
+def test_golden_notebooks_hold_the_current_chapter_code():
+    """nbval re-executes the golden notebooks' code: it must be the chapters' code of today
+    (`make golden` refreshes them), apart from papermill's injected-parameters cell."""
+    import jupytext
+    import nbformat
+    for ch in CHAPTERS:
+        golden = nbformat.read(ROOT / "tests" / "golden" / f"{ch}.ipynb", as_version=4)
+        source = jupytext.read(ROOT / "book" / f"{ch}.py")
+        code = lambda nb: [c.source for c in nb.cells if c.cell_type == "code"
+                           and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+        assert code(golden) == code(source), f"tests/golden/{ch}.ipynb is stale: run `make golden`"

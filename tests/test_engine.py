@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from grokcircuits.config import ConfigError, get_profile
+from grokcircuits.config import ConfigError, RunConfig, get_profile
 from grokcircuits.engine import load_run, train
 from grokcircuits.store import Store, load_tensors, save_tensors, write_json
 
@@ -25,7 +25,7 @@ def test_run_records_its_provenance_and_is_loaded_not_retrained(tmp_path):
     rec = run.record
     for key in ("config", "code_version", "device", "steps", "wall_seconds", "gpu_seconds", "parameters", "dataset"):
         assert key in rec
-    assert rec["steps"] == 30 and rec["status"] == "complete" and rec["config"] == mini().to_dict()
+    assert rec["steps"] == 30 and rec["status"] == "complete" and RunConfig.from_dict(rec["config"]) == mini()
     assert [e["step"] for e in run.curves] == [0, 10, 20, 30]
     assert set(run.curves[-1]["test_inferred_ood"]) >= {"exact_match", "bridge_found", "target_found", "bridge_map"}
     again = train(mini(), store, log=lambda m: pytest.fail(f"retrained: {m}"))

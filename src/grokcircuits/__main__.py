@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from .config import ARCHITECTURES, REGIMES, ConfigError, get_profile
+from .config import ARCHITECTURES, REGIMES, ConfigError, check_choice, get_profile
 from .store import Store, results_root
 
 CHAPTERS = ("00", "01", "02", "03")
@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     c.add_argument("--profile", default="tiny")
     c.add_argument("--seeds", default="0,1,2")
     c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--query-set", default="train_inferred", help="chapter 01: the ID queries that are patched")
+    c.add_argument("--patching-queries", type=int, default=200, help="chapter 01: queries per patched checkpoint")
     args = ap.parse_args(argv)
     try:
         if args.command == "describe":
@@ -63,6 +65,9 @@ def main(argv=None) -> int:
             return 0
         from . import experiments as ex
         profile = get_profile(args.profile)
+        if args.command == "chapter" and args.chapter == "01":
+            from .inference_paths import QUERY_SETS
+            check_choice("query-set", args.query_set, QUERY_SETS)
         store = Store(results_root(profile.name))
         if args.command == "train":
             overrides = {"steps": args.steps} if args.steps else {}
@@ -78,6 +83,13 @@ def main(argv=None) -> int:
             else:
                 plan = {"00": ex.task_runs, "01": ex.path_runs, "02": ex.regime_runs}[args.chapter]
                 runs = ex.train_many(plan(profile, seeds), store, args.workers)
+            if args.chapter == "01":   # the patching results the chapter reads, stored beside the runs
+                from . import inference_paths as ip
+                both = {r.config.train.seed: r for r in runs.values() if r.config.data.regime == "both_full"}
+                for r in runs.values():
+                    if r.config.data.regime == "natural":
+                        for _, run, step in ip.checkpoints_to_patch(r, both[r.config.train.seed]):
+                            ip.patching(run, step, args.query_set, args.patching_queries)
         for key, run in runs.items():
             r = run.record
             print(json.dumps({"key": key, "steps": r["steps"], "wall_seconds": r["wall_seconds"],

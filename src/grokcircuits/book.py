@@ -91,8 +91,10 @@ class Chapter:
     name: str
     params: dict
     started: float = field(default_factory=time.perf_counter)
+    started_utc: str = ""
+    header_handle: object = None
 
-    def __getattr__(self, item):
+    def __getattr__(self, item):   # parameters read as attributes: ch.seeds, ch.profile
         try:
             return self.__dict__["params"][item]
         except KeyError:
@@ -131,17 +133,22 @@ def setup_charts() -> None:
     alt.renderers.enable("svg")
 
 
-def header(ch: Chapter) -> None:
-    from IPython.display import Markdown, display
+def _header_text(ch: Chapter, wall: str) -> str:
     p = ch.profile_obj
     params = ", ".join(f"`{k}={v!r}`" for k, v in ch.params.items())
-    display(Markdown(
-        f"**Profile** `{p.name}`: {p.description}.  \n"
-        f"**Executed on** {device_name(default_device())} · **library** grokcircuits {code_version()} · "
-        f"**started** {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC  \n"
-        f"**Parameters** {params}  \n"
-        f"Training runs are loaded from `{ch.store.root}` when present there, else trained now; "
-        f"the provenance cell at the end gives the device and time of each."))
+    return (f"**Profile** `{p.name}`: {p.description}.  \n"
+            f"**Executed on** {device_name(default_device())} · **library** grokcircuits {code_version()} · "
+            f"**started** {ch.started_utc} UTC · **wall time** {wall}  \n"
+            f"**Parameters** {params}  \n"
+            f"Training runs are loaded from `{ch.store.root}` when present there, else trained now; "
+            f"the provenance cell at the end gives the device and time of each.")
+
+
+def header(ch: Chapter) -> None:
+    """The page's header; `provenance()` fills in the wall time when the page has run."""
+    from IPython.display import Markdown, display
+    ch.started_utc = f"{_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M}"
+    ch.header_handle = display(Markdown(_header_text(ch, "(running)")), display_id=True)
 
 
 def _rounded(x, digits=2):
@@ -180,8 +187,13 @@ def provenance(ch: Chapter, runs=()) -> None:
     by_device: dict[str, list] = {}
     for r in runs:
         by_device.setdefault(r.record["device"], []).append(r)
+    wall = time.perf_counter() - ch.started
     print(f"Profile: {ch.params['profile']}; this page executed on {device_name(default_device())} "
-          f"in {time.perf_counter() - ch.started:.1f} s (library {code_version()}).")
+          f"in {wall:.1f} s (library {code_version()}).")
+    handle = getattr(ch, "header_handle", None)
+    if handle is not None:
+        from IPython.display import Markdown
+        handle.update(Markdown(_header_text(ch, f"{wall:.0f} s")))
     for dev, rs in by_device.items():
         wall = sum(r.record["wall_seconds"] for r in rs)
         steps = sum(r.record["steps"] for r in rs)

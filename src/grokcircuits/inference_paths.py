@@ -91,3 +91,9 @@ def shuffled_similarity(a: dict, b: dict, draws: int = 200, seed: int = 0) -> fl
     rng = np.random.default_rng(seed)
     x, y = informative_cells(a).ravel(), informative_cells(b).ravel()
     return float(np.nanmean([cosine(x, rng.permutation(y)) for _ in range(draws)]))
+
+
+def checkpoints_to_patch(natural: Run, both_full: Run) -> list[tuple[str, Run, int | None]]:
+    """The checkpoints chapter 01 patches for one seed: (label, run, step; None = the end)."""
+    return [("natural, pre-grokking", natural, pre_grok_step(natural)), ("natural, end", natural, None),
+            ("both hops full, end", both_full, None)]
