@@ -121,6 +121,16 @@ def _snapshot_steps(steps: int, eval_every: int, snapshots: int) -> list[int]:
     return [evals[i] for i in idx]
 
 
+def _adamw(params: list, tc, decay_all: bool, fused: bool) -> torch.optim.AdamW:
+    """AdamW with weight decay on every weight (the recursive model, as the authors) or on matrices
+    only (the standard transformer, as its reference trainer)."""
+    decay = [p for p in params if decay_all or p.dim() >= 2]
+    no_decay = [p for p in params if not (decay_all or p.dim() >= 2)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=tc.lr, betas=tc.betas, eps=1e-8, fused=fused)
+
+
 def train(config: RunConfig, store: Store, device: torch.device | None = None, stop_after: int | None = None,
           log=None, concurrent_runs: int = 1) -> Run | None:
     """Train one run, or load it when the store already has it. `stop_after` stops (with a
@@ -159,11 +169,7 @@ def train(config: RunConfig, store: Store, device: torch.device | None = None, s
     ema = copy.deepcopy(model) if tc.ema_decay > 0 else model
     prefix = getattr(model, "prefix_vector", None)
     params = [p for n, p in model.named_parameters() if n != "prefix_vector"]
-    decay = [p for p in params if p.dim() >= 2 or mc.architecture == "trm"]
-    no_decay = [p for p in params if not (p.dim() >= 2 or mc.architecture == "trm")]
-    optim = torch.optim.AdamW([{"params": decay, "weight_decay": tc.weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}],
-                              lr=tc.lr, betas=tc.betas, eps=1e-8, fused=device.type == "cuda")
+    optim = _adamw(params, tc, decay_all=mc.architecture == "trm", fused=device.type == "cuda")
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[tc.precision] if device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
@@ -189,6 +195,8 @@ def train(config: RunConfig, store: Store, device: torch.device | None = None, s
         if scaler is not None:
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng_cpu"])
+        if device.type == "cuda" and len(state["rng_cuda"]):
+            torch.cuda.set_rng_state(state["rng_cuda"], device)
         step, wall, curves = state["step"], state["wall_seconds"], state["curves"]
         eval_seconds = state["eval_seconds"]
         loss_sum, loss_count = state["loss_sum"], state["loss_count"]
@@ -198,7 +206,9 @@ def train(config: RunConfig, store: Store, device: torch.device | None = None, s
         save_tensors(last, {
             "model": model.state_dict(), "ema": ema.state_dict() if ema is not model else {},
             "optim": optim.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-            "rng_cpu": torch.get_rng_state(), "step": step, "wall_seconds": wall, "eval_seconds": eval_seconds,
+            "rng_cpu": torch.get_rng_state(),
+            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.empty(0, dtype=torch.uint8),
+            "step": step, "wall_seconds": wall, "eval_seconds": eval_seconds,
             "curves": curves,
             "loss_sum": loss_sum, "loss_count": loss_count,
         })
