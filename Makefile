@@ -8,7 +8,7 @@ CHAPTERS := 00_task 01_identical_paths 02_accuracy_vs_circuit 03_limited_transfe
 EXECUTED := chapters
 BOOKFLAGS ?= --warningiserror --keep-going
 
-.PHONY: setup book chapter html test test-fast golden bench clean
+.PHONY: setup book chapter execute html test test-fast golden runs bench clean
 
 setup: $(VENV)/.installed
 
@@ -56,9 +56,16 @@ golden: setup
 	  GROKCIRCUITS_RESULTS=$$store $(BIN)/papermill --log-level WARNING build/src/$$ch.ipynb tests/golden/$$ch.ipynb -p profile tiny || exit 1; \
 	done; rm -rf $$store
 
+# On a GPU machine, with plain Python (torch and numpy only): train every run the chapters need at
+# PROFILE, with the chapters' default parameters. Commit results/$(PROFILE) (its checkpoints are
+# ignored), and `make book PROFILE=$(PROFILE)` renders those runs on any machine without retraining.
+WORKERS ?= 5
+runs:
+	@for ch in 00 01 02 03; do PYTHONPATH=src $(PYTHON) -m grokcircuits chapter $$ch --profile $(PROFILE) --workers $(WORKERS) || exit 1; done
+
 # Throughput benchmark (needs a GPU; plain Python).
 bench:
-	$(PYTHON) -m grokcircuits.bench
+	PYTHONPATH=src $(PYTHON) -m grokcircuits.bench
 
 clean:
 	rm -rf _build build $(EXECUTED) results/tiny

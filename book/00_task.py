@@ -20,7 +20,7 @@
 
 # %% tags=["parameters"]
 profile = "tiny"   # tiny (CPU, seconds) | gpu (one H100, minutes) | paper (the authors' settings)
-seeds = [0, 1]     # one training run per seed and architecture
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
 workers = 1        # runs sharing the device at once (GPU only)
 
 # %%

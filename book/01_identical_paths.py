@@ -32,7 +32,7 @@
 
 # %% tags=["parameters"]
 profile = "tiny"          # tiny | gpu | paper
-seeds = [0, 1]            # one natural and one both-hops-full run per seed
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
 workers = 1               # runs sharing the device at once (GPU only)
 query_set = "train_inferred"   # ID queries the paths are read on: train_inferred | test_inferred_iid
 patching_queries = 200    # ID queries (with corrupted partners) per patched checkpoint

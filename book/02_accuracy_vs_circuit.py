@@ -23,7 +23,7 @@
 
 # %% tags=["parameters"]
 profile = "tiny"    # tiny | gpu | paper
-seeds = [0, 1]      # one run per regime and seed
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
 workers = 1         # runs sharing the device at once (GPU only)
 regimes = ["natural", "both_full", "both_half", "hop1_only", "hop2_only"]
 

@@ -25,7 +25,7 @@
 
 # %% tags=["parameters"]
 profile = "tiny"                              # tiny | gpu | paper
-seeds = [0, 1]                                # one pretraining, fine-tuning and control run per seed
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
 workers = 1                                   # runs sharing the device at once (GPU only)
 pretrain_regimes = ["natural", "both_full"]   # the pretrained models that are fine-tuned
 

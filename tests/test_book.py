@@ -28,6 +28,8 @@ def test_parameters_accept_defaults_and_papermill_text_lists():
     ch = book.parameters("02_accuracy_vs_circuit", {"profile": "tiny", "seeds": "[0, 1, 2]", "workers": 1,
                                                     "regimes": "natural,hop2_only", "In": [], "get_ipython": print})
     assert ch.seeds == [0, 1, 2] and ch.regimes == ["natural", "hop2_only"] and ch.profile == "tiny"
+    default = book.parameters("00_task", {"profile": "gpu", "seeds": None, "workers": 1})
+    assert default.seeds == [0, 1, 2]                       # None: the profile's seeds
 
 
 @pytest.mark.parametrize("namespace, message", [

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     c = sub.add_parser("chapter", help="train every run a chapter needs")
     c.add_argument("chapter", choices=CHAPTERS)
     c.add_argument("--profile", default="tiny")
-    c.add_argument("--seeds", default="0,1,2")
+    c.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
     c.add_argument("--workers", type=int, default=1)
     c.add_argument("--query-set", default="train_inferred", help="chapter 01: the ID queries that are patched")
     c.add_argument("--patching-queries", type=int, default=200, help="chapter 01: queries per patched checkpoint")
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
                        for r in _list(args.regime) for s in _list(args.seed, int)]
             runs = ex.train_many(configs, store, args.workers)
         else:
-            seeds = _list(args.seeds, int)
+            seeds = _list(args.seeds, int) if args.seeds else list(profile.seeds)
             if args.chapter == "03":
                 pre, fine = ex.transfer_runs(profile, seeds)
                 ex.train_many(pre, store, args.workers)

@@ -123,8 +123,10 @@ def parameters(chapter: str, namespace: dict) -> Chapter:
     missing = [k for k in allowed if k not in namespace]
     if missing:
         raise ConfigError(f"chapter {chapter} is missing parameter(s) {missing}")
-    params = {k: CHECKS[k](k, _coerce(namespace[k])) for k in allowed}
-    return Chapter(chapter, params)
+    params = {k: CHECKS[k](k, _coerce(namespace[k])) for k in allowed if not (k == "seeds" and namespace[k] is None)}
+    if "seeds" in allowed and "seeds" not in params:   # None: the profile's default seeds
+        params["seeds"] = list(get_profile(params["profile"]).seeds)
+    return Chapter(chapter, {k: params[k] for k in allowed})
 
 
 def setup_charts() -> None:

@@ -213,6 +213,7 @@ class Profile:
     transfer: TransferConfig
     finetune: TrainConfig
     validated_on_gpu: bool   # whether this profile's claims were checked by runs on a GPU
+    seeds: tuple[int, ...] = (0, 1, 2)   # the seeds a chapter runs when none are given
 
     def run(self, architecture: str = "trm", regime: str = "natural", seed: int = 0, **train_overrides) -> RunConfig:
         """The RunConfig for one pretraining run of this profile."""
@@ -293,6 +294,7 @@ TINY = Profile(
                          ema_decay=0.99, eval_every=50, eval_size=200, snapshots=0, checkpoint_every=100,
                          compile=False),
     validated_on_gpu=False,
+    seeds=(0, 1),
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, GPU, PAPER)}

@@ -1,4 +1,4 @@
-"""Intervals for small numbers of seeds and for proportions."""
+"""Intervals over a small number of seeds, and threshold crossings of a curve."""
 from __future__ import annotations
 
 import math
@@ -30,22 +30,6 @@ def mean_interval(values, bounds: tuple[float, float] | None = (0.0, 1.0)) -> tu
     if bounds is not None:
         lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
     return (m, lo, hi)
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float, float]:
-    """(rate, low, high): the Wilson 95% interval of a proportion."""
-    if n == 0:
-        return (math.nan, math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (p, max(0.0, centre - half), min(1.0, centre + half))
-
-
-def fmt(interval: tuple[float, float, float], digits: int = 2) -> str:
-    m, lo, hi = interval
-    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 def first_crossing(steps, values, threshold: float):
