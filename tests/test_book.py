@@ -90,3 +90,16 @@ def test_golden_notebooks_hold_the_current_chapter_code():
         code = lambda nb: [c.source for c in nb.cells if c.cell_type == "code"
                            and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
         assert code(golden) == code(source), f"tests/golden/{ch}.ipynb is stale: run `make golden`"
+
+
+def test_command_line_trains_and_then_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    args = ["train", "--profile", "tiny", "--regime", "natural,hop2_only", "--seed", "0", "--steps", "20"]
+    assert main(args) == 0
+    first = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(first) == 2 and all(r["steps"] == 20 for r in first)
+    assert len(list((tmp_path / "tiny" / "runs").glob("*/record.json"))) == 2
+    assert main(args) == 0                                   # the second time both runs are loaded
+    assert "training" not in capsys.readouterr().out
+    assert main(["train", "--regime", "hop3"]) == 2
+    assert "regime='hop3'" in capsys.readouterr().err
