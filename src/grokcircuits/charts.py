@@ -18,8 +18,8 @@ def curves(mean_frame: pd.DataFrame, title: str, y_title: str, facet: str | None
     band = base.mark_area(opacity=0.15).encode(y=alt.Y("low:Q", title=y_title, scale=alt.Scale(domain=[0, 1])), y2="high:Q")
     line = base.mark_line().encode(y=alt.Y("mean:Q", title=y_title), tooltip=["condition", "step", "mean", "seeds"])
     chart = (band + line).properties(width=width, height=height)
-    if facet:
-        chart = chart.facet(column=alt.Column(f"{facet}:N", title=None))
+    if facet:   # two panels a row, so a page's column holds them at a readable size
+        chart = chart.facet(facet=alt.Facet(f"{facet}:N", title=None), columns=2)
     return chart.properties(title=title)
 
 
