@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import ModelConfig, get_profile
-from .engine import device_name
-from .losses import sequence_loss, supervised_mask
+from .engine import device_name, training_loss
+from .losses import supervised_mask
 from .models import build_model
 
 VOCAB = 2206
@@ -75,18 +75,13 @@ def reference_gpt_step(device, cfg: ModelConfig, batch: int):
 
 
 def engine_step(device, cfg: ModelConfig, batch: int, compiled: bool, loss_kind: str):
-    """Our step: data on the device, bf16 autocast, fused AdamW, optionally torch.compile'd forward+loss."""
+    """Our step: data on the device, bf16 autocast, fused AdamW, the engine's (optionally compiled) loss."""
     model = build_model(cfg, VOCAB).to(device)
     fused = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, fused=fused)
     inputs, labels = _batch(device, batch)
     mask = supervised_mask(labels, pad=VOCAB - 6)                                  # (B, 5)
-
-    def loss_fn(x, y, m):
-        logits, _ = model(x, y)                                                    # (B, 5, V)
-        return sequence_loss(logits, y, m, loss_kind)
-
-    fwd = torch.compile(loss_fn) if compiled else loss_fn
+    fwd = training_loss(model, loss_kind, 0.5 if cfg.architecture == "trm" else 0.0, compiled)
     amp = torch.bfloat16 if device.type == "cuda" else None
 
     def step():

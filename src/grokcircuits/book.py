@@ -14,6 +14,7 @@ from importlib import metadata
 
 from .config import PROFILES, REGIMES, ConfigError, get_profile
 from .engine import default_device, device_name
+from .inference_paths import QUERY_SETS
 from .store import Store, code_version, results_root, write_json
 
 # The parameters each chapter accepts: name -> (type, check). A chapter's parameters cell holds
@@ -55,7 +56,7 @@ def _positive_int(name, v):
 
 
 def _query_set(name, v):
-    allowed = ("train_inferred", "test_inferred_iid")
+    allowed = QUERY_SETS
     if v not in allowed:
         raise ConfigError(f"{name}={v!r} is not allowed; allowed values: {', '.join(map(repr, allowed))}")
     return v
@@ -192,14 +193,13 @@ def provenance(ch: Chapter, runs=()) -> None:
     wall = time.perf_counter() - ch.started
     print(f"Profile: {ch.params['profile']}; this page executed on {device_name(default_device())} "
           f"in {wall:.1f} s (library {code_version()}).")
-    handle = getattr(ch, "header_handle", None)
-    if handle is not None:
+    if ch.header_handle is not None:
         from IPython.display import Markdown
-        handle.update(Markdown(_header_text(ch, f"{wall:.0f} s")))
+        ch.header_handle.update(Markdown(_header_text(ch, f"{wall:.0f} s")))
     for dev, rs in by_device.items():
-        wall = sum(r.record["wall_seconds"] for r in rs)
+        train_wall = sum(r.record["wall_seconds"] for r in rs)
         steps = sum(r.record["steps"] for r in rs)
-        print(f"  {len(rs)} run(s) trained on {dev}: {steps:,} steps, {wall:,.1f} s of training wall time, "
+        print(f"  {len(rs)} run(s) trained on {dev}: {steps:,} steps, {train_wall:,.1f} s of training wall time, "
               f"code {', '.join(sorted({r.record['code_version'] for r in rs}))}")
 
 

@@ -18,6 +18,11 @@ class ConfigError(ValueError):
     """A parameter has a value outside its allowed set; raised before any work starts."""
 
 
+def hash_dict(d: dict) -> str:
+    """Stable short hash of a JSON-able dict: the identity of a stored result."""
+    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
 def check_choice(name: str, value: Any, allowed) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not allowed; allowed values: {', '.join(map(repr, allowed))}")
@@ -184,9 +189,7 @@ class RunConfig:
         """Stable hash of the configuration: the identity of the run in the results store.
         Top-level fields that are unset (None) are left out, so a new optional field does not
         change the identity of the runs that do not use it."""
-        d = {k: v for k, v in self.to_dict().items() if v is not None}
-        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return hash_dict({k: v for k, v in self.to_dict().items() if v is not None})
 
     @staticmethod
     def from_dict(d: dict) -> "RunConfig":

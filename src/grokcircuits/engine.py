@@ -121,6 +121,19 @@ def _snapshot_steps(steps: int, eval_every: int, snapshots: int) -> list[int]:
     return [evals[i] for i in idx]
 
 
+def training_loss(model, loss_kind: str, halting_weight: float, compiled: bool):
+    """The loss of one batch (inputs, labels, mask) -> scalar, optionally torch.compile'd: the
+    sequence loss plus the weighted halting loss (BCE against "sequence fully correct")."""
+    def loss_fn(x, y, m):
+        logits, halt = model(x, y)                                                  # (B, 5, V), (B,)
+        loss = sequence_loss(logits, y, m, loss_kind)
+        if halt is not None and halting_weight > 0:
+            correct = exact_match(logits.detach(), y, m).float()                    # (B,)
+            loss = loss + halting_weight * F.binary_cross_entropy_with_logits(halt, correct)
+        return loss
+    return torch.compile(loss_fn) if compiled else loss_fn
+
+
 def _adamw(params: list, tc, decay_all: bool, fused: bool) -> torch.optim.AdamW:
     """AdamW with weight decay on every weight (the recursive model, as the authors) or on matrices
     only (the standard transformer, as its reference trainer)."""
@@ -173,15 +186,7 @@ def train(config: RunConfig, store: Store, device: torch.device | None = None, s
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[tc.precision] if device.type == "cuda" else None
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
-    def loss_fn(x, y, m):
-        logits, halt = model(x, y)                                                  # (B, 5, V), (B,)
-        loss = sequence_loss(logits, y, m, tc.loss)
-        if halt is not None and tc.halting_loss_weight > 0:
-            correct = exact_match(logits.detach(), y, m).float()                    # (B,)
-            loss = loss + tc.halting_loss_weight * F.binary_cross_entropy_with_logits(halt, correct)
-        return loss
-
-    step_loss = torch.compile(loss_fn) if (tc.compile and device.type == "cuda") else loss_fn
+    step_loss = training_loss(model, tc.loss, tc.halting_loss_weight, compiled=tc.compile and device.type == "cuda")
 
     # --- resume ---
     step, wall, eval_seconds, curves, loss_sum, loss_count = 0, 0.0, 0.0, [], 0.0, 0

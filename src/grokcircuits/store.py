@@ -12,7 +12,6 @@ half-written result; tensors are loaded with `weights_only=True`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from . import __version__
+from .config import hash_dict
 
 RESULTS_ENV = "GROKCIRCUITS_RESULTS"   # overrides the base folder `results` (tests point it at a temporary folder)
 
@@ -71,9 +71,6 @@ def save_tensors(path: Path, obj: Any) -> None:
 def load_tensors(path: Path, device: str | torch.device = "cpu") -> Any:
     return torch.load(path, map_location=device, weights_only=True)
 
-
-def hash_dict(d: dict) -> str:
-    return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 class Store:
