@@ -37,7 +37,10 @@ execute:
 	$(BIN)/jupytext --quiet --to ipynb -o build/src/$(CH).ipynb book/$(CH).py
 	$(BIN)/papermill --log-level WARNING build/src/$(CH).ipynb $(EXECUTED)/$(CH).ipynb -p profile $(PROFILE) $(PARAMS)
 
+# The root page's "What this replication found" table (_summary.md) is read from the verdict files
+# of the profile each executed chapter ran with.
 html:
+	$(BIN)/python -c "from grokcircuits import book; book.write_summary('$(EXECUTED)', '_summary.md')"
 	$(BIN)/jupyter-book build . $(BOOKFLAGS)
 	@echo "Open _build/html/index.html in a browser."
 
@@ -59,13 +62,62 @@ golden: setup
 # On a GPU machine, with plain Python (torch and numpy only): train every run the chapters need at
 # PROFILE, with the chapters' default parameters. Commit results/$(PROFILE) (its checkpoints are
 # ignored), and `make book PROFILE=$(PROFILE)` renders those runs on any machine without retraining.
-WORKERS ?= 5
+WORKERS ?= 16
 runs:
 	@for ch in 00 01 02 03; do PYTHONPATH=src $(PYTHON) -m grokcircuits chapter $$ch --profile $(PROFILE) --workers $(WORKERS) || exit 1; done
 
-# Throughput benchmark (needs a GPU; plain Python).
-bench:
-	PYTHONPATH=src $(PYTHON) -m grokcircuits.bench
+# The GPU kit (needs a GPU; plain Python, torch and numpy only): the engine's captured step, ensembles
+# of 1, 5 and 15, the paper-width recursive model and the GPT reference against the engine, a resumed
+# run, floors. At most 4 minutes on one H100; writes results/bench/latest.json. `make bench` is the same.
+KIT_BUDGET ?= 210
+.PHONY: gpu-check sweep
+gpu-check:
+	PYTHONPATH=src $(PYTHON) -m grokcircuits bench --budget-seconds $(KIT_BUDGET)
+bench: gpu-check
+
+# The sweep that finds where the recursive model groks (plain Python): trains grid GRID as ensembles
+# and stops at BUDGET seconds, storing unfinished runs as incomplete; writes results/sweep/GRID/table.json
+# (and .csv) and prints it. GRID=first fits one command of at most 7 minutes on one H100.
+GRID   ?= toy
+BUDGET ?= 360
+sweep:
+	PYTHONPATH=src $(PYTHON) -m grokcircuits sweep --grid $(GRID) --budget-seconds $(BUDGET)
 
 clean:
-	rm -rf _build build $(EXECUTED) results/tiny
+	rm -rf _build build $(EXECUTED) results/tiny/checkpoints   # results/tiny itself may be committed
+
+# --- Publishing online: the book from committed results, never retraining ------------------------
+# TRAIN=0 (make book TRAIN=0; make publish sets it): a chapter whose runs are not in the results
+# store stops, before any training, with the list of missing runs and the command that makes them.
+TRAIN           ?= 1
+PUBLISH_PROFILE ?= tiny
+PUBLISH_REMOTE  ?= origin
+PUBLISH_BRANCH  ?= gh-pages
+SKIP_BUILD      ?= 0
+ifeq ($(TRAIN),0)
+export GROKCIRCUITS_NO_TRAIN := 1
+endif
+
+.PHONY: results publish
+
+# Train here every run the chapters need at PROFILE, into results/$(PROFILE) (tiny: minutes on a
+# CPU), then execute every chapter once so that each probe result they read is stored beside the
+# runs; then `git add results/$(PROFILE)`: checkpoints and verdicts stay ignored.
+results: setup
+	$(MAKE) --no-print-directory runs PYTHON=$(abspath $(BIN))/python
+	@for ch in $(CHAPTERS); do $(MAKE) --no-print-directory execute CH=$$ch || exit 1; done
+	@echo "Made results/$(PROFILE): commit it (git add results/$(PROFILE)); checkpoints and verdicts stay ignored."
+
+# Build the book at PUBLISH_PROFILE from its committed results (TRAIN=0), then push _build/html to
+# PUBLISH_BRANCH of PUBLISH_REMOTE with ghp-import (.nojekyll included). SKIP_BUILD=1 publishes the
+# _build/html already there.
+publish: setup
+ifeq ($(SKIP_BUILD),0)
+	$(BIN)/python -m grokcircuits.publish check-results --profile $(PUBLISH_PROFILE)
+	rm -rf _build
+	$(MAKE) --no-print-directory book PROFILE=$(PUBLISH_PROFILE) TRAIN=0
+endif
+	$(BIN)/python -m grokcircuits.publish prepare _build/html --branch $(PUBLISH_BRANCH)
+	$(BIN)/ghp-import --no-jekyll --push --force --remote $(PUBLISH_REMOTE) --branch $(PUBLISH_BRANCH) \
+	  --message "Publish the book (profile $(PUBLISH_PROFILE)) from $$(git rev-parse --short HEAD)" _build/html
+	@echo "Published _build/html to $(PUBLISH_REMOTE) $(PUBLISH_BRANCH)."

@@ -18,12 +18,26 @@
 # recursive model: a standard transformer learns compositions it has seen the parts of, but not
 # compositions of facts that never appear inside a composition (the "curse of two-hop reasoning").
 
+# %% tags=["hide-cell"]
+# Run first: grokcircuits and what the chapters import must be installed (on Colab this installs them).
+import importlib.util, subprocess, sys
+_library = "grokcircuits @ git+https://github.com/grokcircuits/grokcircuits@main"
+if importlib.util.find_spec("grokcircuits") is None and "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _library], check=True)
+    importlib.invalidate_caches()
+if importlib.util.find_spec("grokcircuits") is None:
+    raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
+                              f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
+                              "`make setup` and choose the kernel of .venv")
+from grokcircuits.environment_check import ensure_environment
+ensure_environment()
+
 # %% tags=["parameters"]
 profile = "tiny"   # tiny (CPU, seconds) | gpu (one H100, minutes) | paper (the authors' settings)
 seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
-workers = 1        # runs sharing the device at once (GPU only)
+workers = 16       # most runs trained together as one ensemble (one batched step)
 
-# %%
+# %% tags=["hide-input"]
 from grokcircuits import book
 
 ch = book.parameters("00_task", globals())
@@ -40,7 +54,7 @@ book.header(ch)
 # both OOD is therefore an OOD composition; one whose two hops are ID and that was held out is an
 # ID composition.
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 from grokcircuits.__main__ import describe
 
@@ -52,11 +66,18 @@ pd.DataFrame([{k: sizes[k] for k in ["atomic", "ood_atomic", "train_inferred", "
 # %% [markdown]
 # Each example is a sequence of five token slots. The model reads `[h, r1, r2, PAD, PAD]` and
 # writes the whole target `[h, r1, r2, t, END]` ("maintain prefix"); an atomic fact reads
-# `[h, r, PAD, PAD, PAD]` and writes `[h, r, t, END, PAD]`. Exact match requires every slot.
+# `[h, r, PAD, PAD, PAD]` and writes `[h, r, t, END, PAD]`. The standard transformer of the
+# contrast is trained on the answer alone (the tail and END), as in Wang et al.
+#
+# **Two exact matches.** *Answer-slot exact match* asks whether the answer slot holds the gold
+# tail: one definition for every model, and the one the verdicts judge. *Exact match over the
+# supervised slots* asks for every slot a model was trained on: all five for the recursive model
+# (the copied prefix too), the answer and END for the standard transformer. It is shown beside
+# the first; comparing it across the two models would hold them to different tests.
 
-# %%
+# %% tags=["hide-input"]
 from grokcircuits.data import encode
-from grokcircuits.engine import dataset
+from grokcircuits.runs import dataset
 
 data = dataset(ch.profile_obj.data)
 examples = data.train_examples()[[0, -1]]
@@ -72,7 +93,7 @@ pd.DataFrame({"row [h, r1, r2, b, t]": [list(map(int, e)) for e in examples],
 # Hop-1 injection adds queries that start with an OOD fact and continue with an ID one; hop-2
 # injection the reverse. No test query is ever added.
 
-# %%
+# %% tags=["hide-input"]
 from grokcircuits.config import REGIMES
 from grokcircuits.data import build_dataset
 from dataclasses import replace
@@ -86,45 +107,64 @@ pd.DataFrame([{"regime": r.label, "rho1 / k1": f"{r.hop1_ratio} / {r.hop1_sample
 # %% [markdown]
 # ## The contrast: a standard transformer against the recursive model
 #
-# Both are trained on the natural data (no augmentation). We follow exact match on the held-out
-# ID compositions and on the OOD compositions.
+# Both are trained on the natural data (no augmentation). We follow answer-slot exact match on the
+# training compositions, the held-out ID compositions and the OOD compositions.
 
-# %%
-from grokcircuits import analysis, charts, experiments
+# %% tags=["hide-input"]
+from grokcircuits import analysis, charts, experiments, verdicts
 
 runs = list(experiments.train_many(experiments.task_runs(ch.profile_obj, ch.seeds), ch.store, ch.workers).values())
 sets = ["train_inferred", "test_inferred_iid", "test_inferred_ood"]
-curves = analysis.mean_curves(analysis.curves_frame(runs, sets))
-charts.curves(curves, f"Exact match over training (profile {ch.profile}; mean and 95% interval over seeds)",
-              "exact match (fraction of queries)", facet="set")
+curves = analysis.named(analysis.mean_curves(analysis.curves_frame(runs, sets, ["answer_exact_match"])))
+curves["condition"] = curves["condition"].replace({verdicts.RECURSIVE: "recursive model (natural data)"})
+charts.curves(curves, "Answer-slot exact match over training", "share of queries", facet="set",
+              facet_order=[analysis.SET_NAMES[s] for s in sets],
+              subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds}")
 
-# %%
-final = analysis.final_values(runs, sets)
-final.round(3)
+# %% [markdown]
+# At the end of training, both exact matches, mean and 95% interval over seeds:
+
+# %% tags=["hide-input"]
+final = analysis.final_values(runs, sets, ["answer_exact_match", "exact_match"])
+analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]))
 
 # %% [markdown]
 # ## Verdict
 #
-# The contrast holds when the standard transformer reaches at least 0.5 exact match on ID
-# compositions but at most 0.1 on OOD ones, while the recursive model reaches at least 0.5 on OOD.
-# When the standard transformer does not even generalise in distribution, the profile is too small
-# to test the contrast, and the verdict says so instead of "does not hold".
+# The contrast needs both models to generalise in distribution: answer-slot exact match on the
+# held-out ID compositions at least 0.5, over the whole 95% interval across seeds. Given that, it
+# **holds** when the standard transformer's OOD interval lies at or below 0.1 and the recursive
+# model's at or above 0.5; it **does not hold** when either interval lies wholly on the wrong
+# side; otherwise (a premise missing, or an interval straddling its threshold) it is **not shown**
+# at this scale. The rule is `grokcircuits.verdicts.task_contrast`; the cell prints only what every
+# machine agrees on, and the numbers follow it.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-gpt_iid = analysis.lookup(final, "standard transformer", "test_inferred_iid", "exact_match")
-gpt_ood = analysis.lookup(final, "standard transformer", "test_inferred_ood", "exact_match")
-trm_ood = analysis.lookup(final, "natural (no augmentation)", "test_inferred_ood", "exact_match")
-trm_iid = analysis.lookup(final, "natural (no augmentation)", "test_inferred_iid", "exact_match")
-# the contrast needs a standard transformer that generalises in distribution at all
-holds = None if gpt_iid[0] < 0.5 else bool(gpt_ood[0] <= 0.1 and trm_ood[0] >= 0.5)
+contrast = verdicts.task_contrast(final)
 book.verdict(ch, "A standard transformer learns ID compositions but stays near zero on OOD ones; "
-             "the parameter-sharing model reaches OOD compositions.", holds,
-             {"standard transformer, ID exact match": gpt_iid, "standard transformer, OOD exact match": gpt_ood,
-              "recursive model, ID exact match": trm_iid, "recursive model, OOD exact match": trm_ood},
-             runs, note="the standard transformer did not reach 0.5 on ID compositions at this profile"
-             if holds is None else "")
+             "the parameter-sharing model reaches OOD compositions.", contrast, runs)
 
-# %%
+# %% tags=["hide-input"]
+book.verdict_numbers(contrast)
+
+# %% [markdown]
+# ## The paper reports / we measured
+
+# %% tags=["hide-input"]
+n = contrast.numbers
+book.paper_table([
+    ("standard transformer, ID compositions", "generalises in distribution",
+     n["standard transformer, ID: answer-slot exact match"]),
+    ("standard transformer, OOD compositions", "near 0 (the curse of two-hop reasoning)",
+     n["standard transformer, OOD: answer-slot exact match"]),
+    ("recursive model, ID compositions", "generalises in distribution", n["recursive model, ID: answer-slot exact match"]),
+    ("recursive model, OOD compositions", "high after long training (grokking)",
+     n["recursive model, OOD: answer-slot exact match"]),
+])
+
+# %% tags=["hide-input"]
 book.provenance(ch, runs)
+
+# %% tags=["hide-cell"]
 book.package_versions()

@@ -16,144 +16,193 @@
 # but memorised atomic facts being integrated into a path that formed early.
 #
 # **What the original code did not do.** It never compared the two paths on ID queries. We do it
-# directly, two ways, on in-distribution two-hop queries (by default the training compositions,
-# which a model answers before and after grokking; `query_set` switches to the held-out ID ones):
+# directly, by causal patching on in-distribution two-hop queries (by default the training
+# compositions, which a model answers before and after grokking; `query_set` switches to the
+# held-out ID ones), with a logit-lens map beside it.
 #
-# * the **logit-lens map**: for each of the 15 recursion states and 5 token slots, how often the
-#   bridge entity is the head's top-1 token;
-# * the **causal-patching map**: run a *corrupted* query whose first hop leads to another bridge,
-#   patch in one state of the clean query at one slot, and count how often the clean answer returns.
+# **A measurement that can say no.** A comparison of paths is only worth something if a model
+# that composes and one that merely looks queries up come out *different*. For each ID query
+# (h, r1, r2) -> t through the bridge b we build two corrupted partners:
 #
-# The similarity of two paths is the cosine similarity of their maps (1 = the same pattern). For
-# the patching map it leaves out the two states that say nothing about the path (`Init`, which is
-# the same for every query, and the final commit, which *is* the output and so always restores the
-# answer) and counts restoration above the corrupted run's baseline. As a chance level, the same
-# similarity is computed with one map's cells shuffled.
+# * **bridge-changing**: another first hop (h', r1') that reaches another bridge b', the training
+#   query (h', r1', r2) -> t'. Every model that fits its training data changes its answer, so this
+#   pair is patched: run the corrupted query, put back the clean query's state at one recursion
+#   state and one position (each prefix slot and each token slot, one at a time, and all
+#   positions of the state at once), and read the logit difference LD = logit(t) - logit(t') at
+#   the answer slot. The map is the normalised metric (patched - corrupted) / (clean - corrupted)
+#   of the mean LD over queries: 0 = that cell carries nothing of the clean path, 1 = it restores
+#   the clean answer's lead fully.
+# * **bridge-preserving**: another first hop (h', r1') that reaches the *same* bridge b, chosen so
+#   that (h', r1', r2) is *not* a training query. A model that composes through b still answers t;
+#   a lookup keyed on the whole query cannot. Its score is the **kept rate**: among the queries
+#   answered right, the share whose bridge-preserving partner is still answered t. It has no map of
+#   its own: for a composer the clean and corrupted answers agree, so there is nothing to restore.
+#
+# Two checkpoints' paths are compared by the cosine similarity of their maps' one-position cells
+# (`Init`, identical for every query, and the last state, which *is* the output, are not patched;
+# the all-positions column is shown but not compared, since a whole late state restores the answer
+# in any model). The similarity comes with a 95% bootstrap interval over queries (the same
+# resampled queries for both checkpoints) and a chance level: the similarity with one map's cells
+# shuffled (mean and 95th percentile).
+
+# %% tags=["hide-cell"]
+# Run first: grokcircuits and what the chapters import must be installed (on Colab this installs them).
+import importlib.util, subprocess, sys
+_library = "grokcircuits @ git+https://github.com/grokcircuits/grokcircuits@main"
+if importlib.util.find_spec("grokcircuits") is None and "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _library], check=True)
+    importlib.invalidate_caches()
+if importlib.util.find_spec("grokcircuits") is None:
+    raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
+                              f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
+                              "`make setup` and choose the kernel of .venv")
+from grokcircuits.environment_check import ensure_environment
+ensure_environment()
 
 # %% tags=["parameters"]
 profile = "tiny"          # tiny | gpu | paper
 seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
-workers = 1               # runs sharing the device at once (GPU only)
+workers = 16              # most runs trained together as one ensemble (one batched step)
 query_set = "train_inferred"   # ID queries the paths are read on: train_inferred | test_inferred_iid
-patching_queries = 200    # ID queries (with corrupted partners) per patched checkpoint
+patching_queries = 200    # ID queries (with both corrupted partners) per patched checkpoint
+grokking_criterion = 0.5  # OOD exact match at which a run counts as grokked
 
-# %%
+# %% tags=["hide-input"]
 from grokcircuits import book
 
 ch = book.parameters("01_identical_paths", globals())
 book.setup_charts()
 book.header(ch)
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
-from grokcircuits import analysis, charts, experiments, inference_paths as ip
-from grokcircuits.stats import mean_interval
+from grokcircuits import analysis, charts, experiments, verdicts
+from grokcircuits import inference_paths as ip
+from grokcircuits.runs import dataset
 
 runs = list(experiments.train_many(experiments.path_runs(ch.profile_obj, ch.seeds), ch.store, ch.workers).values())
 natural = [r for r in runs if r.config.data.regime == "natural"]
 both = {r.config.train.seed: r for r in runs if r.config.data.regime == "both_full"}
 
 # %% [markdown]
+# ## The controls: a model that composes and one that looks up
+#
+# Before any trained model, the measurement is run on two hand-built models whose path is known
+# (`grokcircuits.controls`), on the same random queries of this profile's graph. Both carry one
+# token per position through a small recursion of the same kind (two H-cycles of three
+# L-updates). The **composer** writes the bridge b at the answer slot in its first H-cycle and
+# turns (b, r2) into t in its second. The **lookup** carries the query (h, r1, r2) unchanged and
+# looks it up among the training queries in its second H-cycle; it cannot answer a query it was
+# not given. If the measurement works, their maps differ (bridge at the answer slot vs query at the
+# h and r1 slots), their similarity is clearly below the same-path threshold, each compared with
+# itself gives 1, and only the composer keeps t on bridge-preserving corruptions.
+
+# %% tags=["hide-input"]
+data0 = dataset(natural[0].config.data)
+controls = ip.control_patching(data0, ch.query_set, ch.patching_queries, seed=natural[0].config.train.seed, store=ch.store)
+control_frames = pd.concat([ip.patching_frame(r, model=name) for name, r in controls.items()]).rename(columns={"position": "slot"})
+charts.stage_slot_heatmap(control_frames, list(controls["composer (hand-built)"].states), "value",
+                          "Controls: clean answer's lead restored by patching one cell", "normalised logit difference",
+                          facet="model", subtitle="bridge-changing corruption; 'all' = every position of the state at once")
+
+# %% tags=["hide-input"]
+composer, lookup = controls["composer (hand-built)"], controls["lookup (hand-built)"]
+control_similarity = ip.similarity_rows({"composer vs lookup": (composer, lookup), "composer vs itself": (composer, composer),
+                                         "lookup vs itself": (lookup, lookup)})
+analysis.readable(control_similarity)
+
+# %% tags=["hide-input"]
+analysis.readable(ip.score_table(controls))
+
+# %% [markdown]
 # ## Which checkpoints are compared
 #
-# For every natural run, the **pre-grokking** checkpoint is the earliest stored snapshot whose
-# training accuracy is at least 0.9 while OOD exact match is below 0.5 (failing that, the most
-# fitted snapshot before the end). The **post-grokking** checkpoint is the end of the run, *if*
-# the run grokked (OOD exact match at least 0.5). The natural run's end is also compared with the
-# end of the both-hops-full run of the same seed.
+# A run counts as **grokked** when its final OOD exact match is at least `grokking_criterion`
+# (0.5 unless the header says otherwise). Its **pre-grokking** checkpoint is the latest stored
+# snapshot that has memorised the training set (training accuracy at least
+# `snapshot_at_training_accuracy`, 0.9) while its OOD exact match is below the criterion, strictly
+# before the first evaluation that meets the criterion. A run without such a snapshot has no
+# pre-grokking checkpoint: nothing else stands in for it. The **post-grokking** checkpoint is the
+# end of a grokked run. The end of the both-hops-full run of the same seed is patched too.
 
-# %%
-rows = []
-for r in natural:
-    pre = ip.pre_grok_step(r)
-    e_pre, e_end = next(e for e in r.curves if e["step"] == pre), r.curves[-1]
-    rows.append({"seed": r.config.train.seed, "pre-grokking step": pre,
-                 "training accuracy then": e_pre["training_accuracy"], "OOD exact match then": e_pre[ip.OOD_SET]["exact_match"],
-                 "final step": e_end["step"], "final training accuracy": e_end["training_accuracy"],
-                 "final OOD exact match": e_end[ip.OOD_SET]["exact_match"], "grokked": ip.grokked(r)})
-checkpoints = pd.DataFrame(rows).set_index("seed")
-checkpoints.round(3)
+# %% tags=["hide-input"]
+analysis.readable(ip.checkpoint_table(natural, ch.grokking_criterion), missing="none")
 
 # %% [markdown]
 # ## The logit-lens map: where the bridge appears
 
-# %%
+# %% tags=["hide-input"]
 frames = []
 for r in natural:
-    for label, run, step in ip.checkpoints_to_patch(r, both[r.config.train.seed]):
+    for label, run, step in ip.checkpoints_to_patch(r, both[r.config.train.seed], ch.grokking_criterion):
         f = analysis.map_frame(ip.lens_map(run, step, ch.query_set), ip.stages_of(run))
         f["checkpoint"], f["seed"] = label, r.config.train.seed
         frames.append(f)
-stages = frames[0]["stage"].drop_duplicates().tolist()
+stages = ip.stages_of(natural[0])
 lens = pd.concat(frames).groupby(["checkpoint", "stage", "slot"], as_index=False)["value"].mean()
-charts.stage_slot_heatmap(lens, stages, "value", f"Bridge entity as the lens's top-1 token, {ch.query_set} (profile {ch.profile}, mean over seeds)",
-                          "share of queries", facet="checkpoint")
+charts.stage_slot_heatmap(lens, stages, "value", f"Bridge entity as the lens's top-1 token, {ch.query_set}",
+                          "share of queries", facet="checkpoint", subtitle=f"profile {ch.profile}, mean over seeds {ch.seeds}")
 
 # %% [markdown]
 # ## The causal-patching map: where the answer is decided
 #
-# Only queries that the checkpoint answers right count: a restoration needs a right answer to restore.
+# Every query counts (the normalised metric needs no right answer); the table below gives how many
+# the checkpoint answers right and the clean run's lead over the corrupted one, the denominator
+# of the metric: a lead near zero means the map has little to show.
 
-# %%
-pframes, patch_maps = [], {}
+# %% tags=["hide-input"]
+patched, pframes = {}, []
 for r in natural:
     seed = r.config.train.seed
-    for label, run, step in ip.checkpoints_to_patch(r, both[seed]):
-        res = ip.patching(run, step, ch.query_set, ch.patching_queries)
-        patch_maps[(label, seed)] = res
-        f = analysis.map_frame(res["restoration"], res["stages"])
-        f["checkpoint"], f["seed"] = label, seed
-        pframes.append(f)
-patch = pd.concat(pframes).groupby(["checkpoint", "stage", "slot"], as_index=False)["value"].mean()
-charts.stage_slot_heatmap(patch, stages, "value", f"Clean answer restored by patching one state at one slot (profile {ch.profile}, mean over seeds)",
-                          "restoration rate", facet="checkpoint")
+    for label, run, step in ip.checkpoints_to_patch(r, both[seed], ch.grokking_criterion):
+        patched[(label, seed)] = ip.patching(run, step, ch.query_set, ch.patching_queries)
+        pframes.append(ip.patching_frame(patched[(label, seed)], checkpoint=label, seed=seed))
+patch = pd.concat(pframes).groupby(["checkpoint", "stage", "position"], as_index=False, sort=False)["value"].mean()
+charts.stage_slot_heatmap(patch.rename(columns={"position": "slot"}), patched[next(iter(patched))].states, "value",
+                          "Clean answer's lead restored by patching one cell", "normalised logit difference",
+                          facet="checkpoint", subtitle=f"profile {ch.profile}, mean over seeds {ch.seeds}")
 
-# %%
-baselines = pd.DataFrame([{"checkpoint": k[0], "seed": k[1], "queries": v["n"], "answered right (these count)": v["n_right"],
-                           "clean answer right": v["clean_baseline"],
-                           "corrupted run gives the clean answer": v["corrupt_baseline"]} for k, v in patch_maps.items()])
-baselines.round(3)
+# %% tags=["hide-input"]
+analysis.readable(ip.score_table({f"{label}, seed {seed}": res for (label, seed), res in patched.items()}),
+                  missing="none answered right")
 
 # %% [markdown]
 # ## How similar are the paths?
+#
+# One row per seed: the pre-grokking checkpoint against the end, with the bootstrap interval and
+# the chance level's upper end (empty where the run has no pre-grokking checkpoint). Below it, for
+# reference, the natural run's end against the both-hops-full run's end.
 
-# %%
-sims = []
-for r in natural:
-    seed, pre = r.config.train.seed, ip.pre_grok_step(r)
-    sims.append({"seed": seed,
-                 "lens: pre vs end (natural)": analysis.cosine(ip.lens_map(r, pre, ch.query_set), ip.lens_map(r, None, ch.query_set)),
-                 "patching: pre vs end (natural)": ip.path_similarity(patch_maps[("natural, pre-grokking", seed)],
-                                                                      patch_maps[("natural, end", seed)]),
-                 "patching: chance level (cells shuffled)": ip.shuffled_similarity(patch_maps[("natural, pre-grokking", seed)],
-                                                                                   patch_maps[("natural, end", seed)]),
-                 "patching: natural end vs both-hops-full end": ip.path_similarity(patch_maps[("natural, end", seed)],
-                                                                                   patch_maps[("both hops full, end", seed)])})
-similarity = pd.DataFrame(sims).set_index("seed")
-similarity.round(3)
+# %% tags=["hide-input"]
+similarity = ip.path_similarity_table(natural, ch.query_set, ch.patching_queries, ch.grokking_criterion)
+analysis.readable(similarity.set_index("seed"), missing="no pre-grokking checkpoint")
+
+# %% tags=["hide-input"]
+analysis.readable(ip.similarity_rows({f"natural end vs both-hops-full end, seed {r.config.train.seed}":
+                                      (patched[("natural, end", r.config.train.seed)],
+                                       patched[("both hops full, end", r.config.train.seed)]) for r in natural}))
 
 # %% [markdown]
 # ## Verdict
 #
-# Claim 1 holds when, in runs that grokked, the pre-grokking and post-grokking patching maps have
-# a similarity of at least 0.8 (mean over seeds) and above the shuffled chance level. Where no run grokked, the claim cannot be
-# tested at this profile and the verdict says so.
+# A seed is judged when it grokked and has a pre-grokking checkpoint. Claim 1 **holds** when, for
+# every such seed, the whole bootstrap interval of the pre-vs-post similarity is at or above 0.8
+# and above the chance level's upper end; it **does not hold** when some seed's interval lies
+# wholly below 0.8 (the controls above show what a different path looks like); otherwise, or when
+# no seed qualifies, it is **not shown** at this scale. The rule is
+# `grokcircuits.verdicts.identical_paths`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-grokked_seeds = [r.config.train.seed for r in natural if ip.grokked(r)]
-pre_post = mean_interval(similarity.loc[grokked_seeds, "patching: pre vs end (natural)"]) if grokked_seeds else None
-chance = mean_interval(similarity.loc[grokked_seeds, "patching: chance level (cells shuffled)"]) if grokked_seeds else None
-holds = None if pre_post is None else bool(pre_post[0] >= 0.8 and pre_post[1] > chance[2])
-book.verdict(ch, "For ID two-hop queries, a model before grokking and after grokking use the same inference path.", holds,
-             {"natural runs that grokked": f"{len(grokked_seeds)}/{len(natural)}",
-              "patching similarity, pre vs end (natural)": mean_interval(similarity["patching: pre vs end (natural)"].dropna()),
-              "patching similarity, chance level": mean_interval(similarity["patching: chance level (cells shuffled)"].dropna()),
-              "lens similarity, pre vs end (natural)": mean_interval(similarity["lens: pre vs end (natural)"].dropna()),
-              "patching similarity, natural vs both-hops-full": mean_interval(similarity["patching: natural end vs both-hops-full end"].dropna())},
-             runs, note="no natural run reached OOD exact match 0.5, so no post-grokking checkpoint exists at this profile"
-             if holds is None else "")
+same_path = verdicts.identical_paths(similarity, same_path_at=0.8)
+book.verdict(ch, "For ID two-hop queries, a model before grokking and after grokking use the same inference path.",
+             same_path, runs)
 
-# %%
+# %% tags=["hide-input"]
+book.verdict_numbers(same_path)
+
+# %% tags=["hide-input"]
 book.provenance(ch, runs)
+
+# %% tags=["hide-cell"]
 book.package_versions()

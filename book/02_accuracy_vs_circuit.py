@@ -19,55 +19,95 @@
 # found anywhere* (the gold tail is top-1 at any recursion state and any slot). We plot the true
 # exact match and show the loose metric beside it, named for what it is. "Bridge found" keeps the
 # authors' definition (any state, any slot, copied prefix slots included) and is shown beside a
-# stricter reading (the bridge at the answer or END slot). All five regimes are run and labelled.
+# stricter reading (the bridge at the answer or END slot), which is the one the verdict judges: the
+# prefix slots hold the query's own tokens, so the authors' reading can count a bridge that the
+# model merely copied past. All five regimes are run and labelled.
+
+# %% tags=["hide-cell"]
+# Run first: grokcircuits and what the chapters import must be installed (on Colab this installs them).
+import importlib.util, subprocess, sys
+_library = "grokcircuits @ git+https://github.com/grokcircuits/grokcircuits@main"
+if importlib.util.find_spec("grokcircuits") is None and "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _library], check=True)
+    importlib.invalidate_caches()
+if importlib.util.find_spec("grokcircuits") is None:
+    raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
+                              f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
+                              "`make setup` and choose the kernel of .venv")
+from grokcircuits.environment_check import ensure_environment
+ensure_environment()
 
 # %% tags=["parameters"]
 profile = "tiny"    # tiny | gpu | paper
 seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
-workers = 1         # runs sharing the device at once (GPU only)
+workers = 16        # most runs trained together as one ensemble (one batched step)
 regimes = ["natural", "both_full", "both_half", "hop1_only", "hop2_only"]
+grokking_criterion = 0.5   # OOD exact match at which a run counts as grokked: "high OOD accuracy"
 
-# %%
+# %% tags=["hide-input"]
 from grokcircuits import book
 
 ch = book.parameters("02_accuracy_vs_circuit", globals())
 book.setup_charts()
 book.header(ch)
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
-from grokcircuits import analysis, charts, experiments
+from grokcircuits import analysis, charts, experiments, verdicts
 from grokcircuits.config import REGIMES
 
 runs = list(experiments.train_many(experiments.regime_runs(ch.profile_obj, ch.seeds, ch.regimes), ch.store, ch.workers).values())
 metrics = ["exact_match", "target_found", "bridge_found", "bridge_found_tail_slots"]
-ood = analysis.mean_curves(analysis.curves_frame(runs, ["test_inferred_ood"], metrics))
-ood["metric"] = ood["metric"].map(analysis.METRIC_NAMES)
+ood = analysis.named(analysis.mean_curves(analysis.curves_frame(runs, ["test_inferred_ood"], metrics)))
 
 # %% [markdown]
 # ## OOD compositions over training, per regime
+#
+# Four readings of the same OOD queries: exact match (the model's output), the gold tail anywhere
+# in the recursion (the paper's "final answer accuracy"), and the bridge entity anywhere (the
+# authors' "bridge found") or at the answer/END slot (ours).
 
-# %%
-charts.curves(ood, f"OOD compositions over training (profile {ch.profile}; mean and 95% interval over seeds)",
-              "fraction of OOD queries", facet="metric", width=210, height=170)
+# %% tags=["hide-input"]
+charts.curves(ood, "OOD compositions over training, per regime", "share of OOD queries", facet="metric",
+              facet_order=[analysis.METRIC_NAMES[m] for m in metrics],
+              subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds}")
 
 # %% [markdown]
-# ## When each curve crosses 0.5 and 0.9
+# ## When each curve crosses the grokking criterion and 0.9
+#
+# A run counts as **grokked** when its OOD exact match reaches `grokking_criterion`, a parameter of
+# this page (0.5 unless the header says otherwise). The table gives the mean first step over the
+# seeds that got there, and how many did.
 
-# %%
-cross = pd.concat([analysis.crossings(runs, "test_inferred_ood", m).assign(metric=analysis.METRIC_NAMES[m])
-                   for m in ["exact_match", "target_found", "bridge_found"]])
-cross.pivot_table(index=["condition", "metric"], columns="threshold", values="mean_first_step", aggfunc="first", dropna=False)
-
-# %%
-cross.pivot_table(index=["condition", "metric"], columns="threshold", values="seeds_crossed", aggfunc="first")
+# %% tags=["hide-input"]
+analysis.crossing_summary(runs, "test_inferred_ood", ["exact_match", "target_found", "bridge_found", "bridge_found_tail_slots"],
+                          sorted({ch.grokking_criterion, 0.9}))
 
 # %% [markdown]
 # ## Final values
 
-# %%
+# %% tags=["hide-input"]
 final = analysis.final_values(runs, ["test_inferred_ood", "test_inferred_iid"], metrics)
-final.round(3)
+analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]))
+
+# %% [markdown]
+# ## Verdict
+#
+# Per regime, OOD accuracy is *formed* when the 95% interval over seeds of its OOD exact match lies
+# at or above `grokking_criterion`, and *absent* when it lies wholly below; the circuit is formed
+# or absent the same way, by the bridge found at the answer/END slot against 0.5. The decoupling
+# **holds** when some regime has one formed and the other absent; it **does not hold** when every
+# regime has both or neither; it is **not shown** when nothing formed in any regime (too small a
+# scale) or an interval straddles its threshold. The rule is `grokcircuits.verdicts.accuracy_vs_circuit`.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+decoupling = verdicts.accuracy_vs_circuit(final, ch.grokking_criterion)
+book.verdict(ch, "High OOD accuracy and the bridge-entity circuit can form independently, depending on the data regime.",
+             decoupling, runs)
+
+# %% tags=["hide-input"]
+book.verdict_numbers(decoupling)
 
 # %% [markdown]
 # ## The paper reports / we measured
@@ -76,39 +116,19 @@ final.round(3)
 # reaches high OOD accuracy while the bridge is rarely found; the first-hop-only run finds the
 # bridge but stays low on OOD accuracy; natural and both-hops runs do both.
 
-# %%
-def cell(cond, metric):
-    m, lo, hi = analysis.lookup(final, cond, "test_inferred_ood", metric)
-    return f"{m:.2f} [{lo:.2f}, {hi:.2f}]"
-
+# %% tags=["hide-input"]
 paper_says = {"natural": "accuracy and bridge both rise", "both_full": "accuracy and bridge both rise",
               "both_half": "(the paper's panel plotted the first-hop-only run)",
               "hop1_only": "bridge found, OOD accuracy low", "hop2_only": "OOD accuracy high, bridge rarely found"}
-pd.DataFrame([{"regime": REGIMES[r].label, "the paper reports": paper_says[r],
-               "OOD exact match": cell(REGIMES[r].label, "exact_match"),
-               "target found anywhere": cell(REGIMES[r].label, "target_found"),
-               "bridge found": cell(REGIMES[r].label, "bridge_found")} for r in ch.regimes]).set_index("regime")
+book.paper_table([(REGIMES[r].label, paper_says[r],
+                   {"OOD exact match": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "exact_match"),
+                    "bridge at answer/END": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_found_tail_slots"),
+                    "bridge anywhere": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_found"),
+                    "target anywhere": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "target_found")})
+                  for r in ch.regimes], index="regime")
 
-# %% [markdown]
-# ## Verdict
-#
-# The decoupling holds when the second-hop-only regime reaches OOD exact match of at least 0.5
-# while its bridge is found in under 0.5 of queries (accuracy without the circuit), **and** the
-# first-hop-only regime finds the bridge in at least 0.5 of queries while its OOD exact match stays
-# under 0.5 (a circuit without accuracy). If neither regime reaches 0.5 on either measure, the
-# profile is too small to test the claim.
-
-# %%
-# NBVAL_CHECK_OUTPUT
-h2_em, h2_br = (analysis.lookup(final, REGIMES["hop2_only"].label, "test_inferred_ood", m) for m in ("exact_match", "bridge_found"))
-h1_em, h1_br = (analysis.lookup(final, REGIMES["hop1_only"].label, "test_inferred_ood", m) for m in ("exact_match", "bridge_found"))
-tested = "hop1_only" in ch.regimes and "hop2_only" in ch.regimes and max(h2_em[0], h1_br[0]) >= 0.5
-holds = bool(h2_em[0] >= 0.5 and h2_br[0] < 0.5 and h1_br[0] >= 0.5 and h1_em[0] < 0.5) if tested else None
-book.verdict(ch, "High OOD accuracy and the bridge-entity circuit can form independently, depending on the data regime.", holds,
-             {"second hop only: OOD exact match": h2_em, "second hop only: bridge found": h2_br,
-              "first hop only: OOD exact match": h1_em, "first hop only: bridge found": h1_br},
-             runs, note="neither regime reached 0.5 OOD exact match or bridge found at this profile" if holds is None else "")
-
-# %%
+# %% tags=["hide-input"]
 book.provenance(ch, runs)
+
+# %% tags=["hide-cell"]
 book.package_versions()

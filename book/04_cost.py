@@ -12,62 +12,66 @@
 # # The cost: is grokking worth its compute?
 #
 # The paper's title asks whether grokking is worthwhile, yet it reports no wall-clock time, no
-# hardware and no cost. This chapter reads every run in the results store of the chosen profile
-# (the runs the other chapters trained or loaded) and reports, for each, its steps, wall time,
+# hardware and no cost. This chapter reads the runs that chapters 00-03 use at the chosen profile
+# (with the profile's seeds and every regime; runs trained for anything else are left out, so
+# this page does not depend on what else was run) and reports, for each, its steps, wall time,
 # GPU-seconds and device; then it sets the cost of *waiting* for grokking on the natural data
 # against the cost of reaching OOD accuracy by *augmenting* the data.
+
+# %% tags=["hide-cell"]
+# Run first: grokcircuits and what the chapters import must be installed (on Colab this installs them).
+import importlib.util, subprocess, sys
+_library = "grokcircuits @ git+https://github.com/grokcircuits/grokcircuits@main"
+if importlib.util.find_spec("grokcircuits") is None and "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", _library], check=True)
+    importlib.invalidate_caches()
+if importlib.util.find_spec("grokcircuits") is None:
+    raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
+                              f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
+                              "`make setup` and choose the kernel of .venv")
+from grokcircuits.environment_check import ensure_environment
+ensure_environment()
 
 # %% tags=["parameters"]
 profile = "tiny"   # tiny | gpu | paper: whose results store to read
 
-# %%
+# %% tags=["hide-input"]
 from grokcircuits import book
 
 ch = book.parameters("04_cost", globals())
 book.setup_charts()
 book.header(ch)
 
-# %%
+# %% tags=["hide-input"]
 import json
 from pathlib import Path
 
 import pandas as pd
-from grokcircuits import analysis, charts
-from grokcircuits.config import RunConfig
-from grokcircuits.engine import Run
-from grokcircuits.stats import first_crossing
+from grokcircuits import analysis, charts, verdicts
 
-runs = [Run(RunConfig.from_dict(r["config"]), r, ch.store.curves(r["key"]), ch.store) for r in ch.store.runs()]
+runs, planned = analysis.load_planned(ch.profile_obj, ch.store)
 table = pd.DataFrame([{"run": f"{analysis.condition_of(r)} · seed {r.config.train.seed}", "condition": analysis.condition_of(r),
                        "seed": r.config.train.seed, "steps": r.record["steps"], "wall_seconds": r.record["wall_seconds"],
                        "eval_seconds": r.record["eval_seconds"], "gpu_seconds": r.record["gpu_seconds"],
                        "steps_per_second": r.record["steps_per_second"], "parameters": r.record["parameters"],
                        "device": r.record["device"]} for r in runs])
-table.sort_values(["condition", "seed"]).set_index("run")
+print(f"{len(runs)} of the {len(planned)} runs the chapters use at profile '{ch.profile}' are in {ch.store.root}.")
+analysis.readable(table.sort_values(["condition", "seed"]).set_index("run"), digits=1) if len(table) else planned
 
-# %%
-charts.cost_bars(table, f"Training wall time of every run (profile {ch.profile})") if len(table) else "no runs in the store yet"
+# %% tags=["hide-input"]
+(charts.cost_bars(table, "Training wall time of every run", subtitle=f"profile {ch.profile}; the runs chapters 00-03 use")
+ if len(table) else "none of the chapters' runs is in the store yet")
 
 # %% [markdown]
 # ## Waiting against augmenting
 #
 # For every pretraining run of the recursive model: the first evaluation at which OOD exact match
-# reaches 0.5, in optimiser steps and in seconds of that run's wall time.
+# reaches the grokking criterion (0.5, as in the other chapters), in optimiser steps and in
+# seconds of that run's wall time.
 
-# %%
-rows = []
-for r in runs:
-    if r.config.model.architecture != "trm" or r.config.transfer is not None:
-        continue
-    steps = [e["step"] for e in r.curves]
-    ood = [e["test_inferred_ood"]["exact_match"] for e in r.curves]
-    hit = first_crossing(steps, ood, 0.5)
-    secs = next((e["wall_seconds"] for e in r.curves if e["step"] == hit), None)
-    rows.append({"condition": analysis.condition_of(r), "seed": r.config.train.seed, "steps trained": r.record["steps"],
-                 "OOD exact match at the end": ood[-1], "steps to OOD 0.5": hit, "seconds to OOD 0.5": secs,
-                 "device": r.record["device"]})
-to_grok = pd.DataFrame(rows)
-to_grok.round(3)
+# %% tags=["hide-input"]
+to_grok = analysis.cost_table(runs, verdicts.GROKKING_CRITERION)
+analysis.readable(to_grok.set_index(["condition", "seed"]).drop(columns="regime"))
 
 # %% [markdown]
 # ## The paper's settings, estimated
@@ -78,9 +82,11 @@ to_grok.round(3)
 
 # %%
 bench_file = Path("results/bench/latest.json")
-if bench_file.exists():
-    bench = json.loads(bench_file.read_text())
-    ms = bench["trm_paper_engine_ms_per_step"]
+bench = json.loads(bench_file.read_text()) if bench_file.exists() else {}
+ms = bench.get("trm_paper_engine_ms_per_step")
+if bench and ms is None:
+    print(f"The GPU kit ran on {bench['device']} but did not measure the paper-width step (see its parts below).")
+elif bench:
     print(f"{bench['device']}: {ms:.1f} ms per step at the paper's width -> {1_556_000 * ms / 3.6e6:.1f} GPU-hours per run, "
           f"{5 * 1_556_000 * ms / 3.6e6:.1f} for the five regimes")
 else:
@@ -89,29 +95,122 @@ else:
 # %% [markdown]
 # ## Verdict
 #
-# Augmentation is the cheaper road to OOD accuracy when a both-hops-full run reaches OOD exact
-# match 0.5 in fewer steps than the natural run of the same seed (a natural run that never
-# reaches it counts as slower). If no run reaches 0.5, the profile is too small to say.
+# Augmentation is the cheaper road to OOD accuracy when, seed by seed, the both-hops-full run
+# reaches the grokking criterion in fewer optimiser steps than the natural run. The saving is
+# measured as the share of the natural run's steps saved, `1 - augmented / natural`. A run that
+# never reached the criterion would have needed more steps than it trained, so each seed gives a
+# lower bound of the saving (a natural run that never got there counts its trained steps; an
+# augmented one that never got there saves nothing one can claim) and an upper bound. The claim
+# **holds** when the 95% interval of the lower bounds lies above zero, **does not hold** when that
+# of the upper bounds lies at or below zero, and is **not shown** otherwise, or when no run reached
+# the criterion. The rule is `grokcircuits.verdicts.cost`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def steps_to_grok(cond, seed):
-    """Steps to OOD exact match 0.5 of that run, or None (no such run, or it never got there)."""
-    m = to_grok[(to_grok["condition"] == cond) & (to_grok["seed"] == seed)] if len(to_grok) else to_grok
-    v = None if m.empty else m.iloc[0]["steps to OOD 0.5"]
-    return None if v is None or pd.isna(v) else int(v)
-
-seeds = sorted(to_grok["seed"].unique()) if len(to_grok) else []
-pairs = [(steps_to_grok("natural (no augmentation)", s), steps_to_grok("both hops, full", s)) for s in seeds]
-comparable = [(n, b) for n, b in pairs if n is not None or b is not None]
-faster = [b is not None and (n is None or b < n) for n, b in comparable]
-holds = bool(all(faster)) if comparable else None
+waiting = verdicts.cost(to_grok)
 book.verdict(ch, "Augmenting the data reaches OOD accuracy with less compute than waiting for grokking on the natural data.",
-             holds, {"runs in the store": len(runs), "optimiser steps in all": int(table["steps"].sum()) if len(table) else 0,
-                     "seeds where some run reached OOD 0.5": f"{len(comparable)}/{len(seeds)}",
-                     "seeds where augmentation was faster": f"{sum(faster)}/{len(comparable)}"},
-             runs, note="no pretraining run reached OOD exact match 0.5 at this profile" if holds is None else "")
+             waiting, runs)
 
-# %%
+# %% tags=["hide-input"]
+book.verdict_numbers(waiting)
+
+# %% [markdown]
+# ## The paper reports / we measured
+
+# %% tags=["hide-input"]
+from grokcircuits.config import REGIMES
+
+spent = (f"{len(runs)} runs: {table['steps'].sum():,} steps, {table['gpu_seconds'].sum():,.0f} GPU-seconds, "
+         f"{table['wall_seconds'].sum():,.0f} s of wall time on {', '.join(sorted(set(table['device'])))}" if len(table) else "no runs yet")
+book.paper_table([
+    ("hardware, wall time, GPU-seconds", "not reported", spent),
+    ("steps to OOD accuracy, natural data", "not reported (each run trained 1.56M steps)",
+     waiting.numbers[f"{REGIMES['natural'].label}: steps to the grokking criterion"]),
+    ("steps to OOD accuracy, both hops augmented", "not reported",
+     waiting.numbers[f"{REGIMES['both_full'].label}: steps to the grokking criterion"]),
+])
+
+# %% [markdown]
+# ## Where it groks and what it costs
+#
+# A profile can show the book's contrast only where the recursive model on the natural data groks
+# (OOD exact match at least 0.5) while the standard transformer at the same graph stays near zero on
+# OOD, both above 0.9 in distribution. Where that happens is found by a sweep on a GPU
+# (`make sweep GRID=first`, one command of at most 7 minutes on one H100; README, "The sweep"): a grid
+# of graph sizes, widths, learning rates, weight decays and Grokfast off or on, trained as ensembles
+# under one wall-clock budget. For every point the table gives the optimiser steps (and epochs) to
+# training accuracy 0.9, to ID exact match 0.9, to OOD exact match 0.5 and 0.9 and to bridge found
+# 0.5 (on the OOD compositions), the OOD atomic facts' exact match at the end (OOD compositions need
+# them stored first), the standard transformer's OOD exact match at the same graph, the device
+# seconds and whether the point finished within the budget. `sweep.choose_gpu_profile` names the
+# cheapest point that shows the contrast, or none.
+
+# %% tags=["hide-input"]
+from grokcircuits import sweep as sweeps
+
+sweep_tables = sweeps.load_tables()
+if not any(t.get("on_gpu") for t in sweep_tables):
+    print("No GPU sweep has run yet: the grid's answer comes from `make sweep GRID=first` on a GPU."
+          + (f" Only CPU tables are in {sweeps.sweep_root()}: they check the code path, and their models are far "
+             "too small to grok." if sweep_tables else ""))
+for t in sweep_tables:
+    print(f"grid {t['grid']} ({', '.join(t['devices']) or 'no device'}; {t.get('elapsed_seconds', '?')} s of a "
+          f"{t.get('budget_seconds', '?')} s budget): {t['note']}")
+sweep_columns = ["n_entities", "width", "lr", "weight_decay", "grokfast", "status", "steps", "epochs",
+                 "steps_to_training_0.9", "steps_to_id_0.9", "steps_to_ood_0.5", "epochs_to_ood_0.5", "steps_to_ood_0.9",
+                 "steps_to_bridge_0.5", "final_ood_exact_match", "final_ood_atomic_exact_match",
+                 "standard_ood_exact_match", "seconds_to_ood_0.5", "gpu_seconds", "device"]
+sweep_frame = pd.DataFrame([{"grid": t["grid"], **{c: r[c] for c in sweep_columns}} for t in sweep_tables for r in t["rows"]])
+analysis.readable(sweep_frame.set_index("grid")) if len(sweep_frame) else "no sweep table yet"
+
+# %% tags=["hide-input"]
+import altair as alt
+
+
+def steps_to_grok_chart(frame):
+    """Steps to OOD exact match 0.5 against the learning rate, by Grokfast (colour) and weight decay
+    (shape); a point that never got there is drawn hollow at the steps it trained."""
+    shown = frame.assign(reached=frame["steps_to_ood_0.5"].notna(),
+                         steps_shown=frame["steps_to_ood_0.5"].fillna(frame["steps"]).astype(float),
+                         weight_decay=frame["weight_decay"].astype(str))
+    shown["setting"] = "Grokfast " + shown["grokfast"] + ", wd " + shown["weight_decay"]
+    base = alt.Chart().encode(
+        x=alt.X("lr:O", title="learning rate"), xOffset=alt.XOffset("setting:N"),
+        y=alt.Y("steps_shown:Q", title="optimiser steps to OOD exact match 0.5"),
+        color=alt.Color("grokfast:N", title="Grokfast"), shape=alt.Shape("weight_decay:N", title="weight decay"),
+        tooltip=["n_entities", "width", "lr", "weight_decay", "grokfast", "steps_shown", "reached", "status"])
+    reached = base.transform_filter("datum.reached").mark_point(filled=True, size=90)
+    missed = base.transform_filter("!datum.reached").mark_point(filled=False, size=90)
+    return alt.layer(reached, missed, data=shown).properties(width=200, height=180).facet(
+        column=alt.Column("n_entities:N", title="entities"), row=alt.Row("width:N", title="width")).properties(
+        title="Where the recursive model groks (hollow: not reached by the steps trained)")
+
+
+steps_to_grok_chart(sweep_frame) if len(sweep_frame) else "no sweep table yet: nothing to draw"
+
+# %% [markdown]
+# The engine that trains the sweep, measured by the GPU kit (`make gpu-check`, at most 4 minutes on one
+# H100; `results/bench/latest.json`): K runs as one ensemble against one run, the engine against the
+# original code's setup, and each step against its floor (its matrix FLOPs at the measured bf16 rate).
+
+# %% tags=["hide-input"]
+kit_file = Path("results/bench/latest.json")
+kit = json.loads(kit_file.read_text()) if kit_file.exists() else {}
+if not kit:
+    print("No GPU kit measurement in results/bench/latest.json yet: run `make gpu-check` on a GPU.")
+else:
+    print(f"{kit['device']}, bf16 matrix rate {kit.get('bf16_matmul_tflops') or float('nan'):.0f} TFLOP/s; "
+          f"ensembles of M runs of the GPU profile, model-steps per second: {kit.get('ensemble_model_steps_per_s')}")
+    for name, met in (kit.get("targets") or {}).items():
+        print(f"  {name}: {'met' if met else 'missed' if met is not None else 'not measured'}")
+    for name, part in kit.get("parts", {}).items():
+        if part["status"] != "ok":
+            print(f"  part {name}: {part['status']} ({part.get('error') or part.get('reason')})")
+kit_floors = pd.DataFrame([{"configuration": n, **f} for n, f in kit.get("floors", {}).items()])
+analysis.readable(kit_floors.set_index("configuration"), digits=2) if len(kit_floors) else "no floors measured yet"
+
+# %% tags=["hide-input"]
 book.provenance(ch, runs)
+
+# %% tags=["hide-cell"]
 book.package_versions()

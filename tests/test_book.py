@@ -26,7 +26,8 @@ def test_every_chapter_has_a_parameters_cell_and_a_checked_verdict():
 
 def test_parameters_accept_defaults_and_papermill_text_lists():
     ch = book.parameters("02_accuracy_vs_circuit", {"profile": "tiny", "seeds": "[0, 1, 2]", "workers": 1,
-                                                    "regimes": "natural,hop2_only", "In": [], "get_ipython": print})
+                                                    "regimes": "natural,hop2_only", "grokking_criterion": 0.5,
+                                                    "In": [], "get_ipython": print})
     assert ch.seeds == [0, 1, 2] and ch.regimes == ["natural", "hop2_only"] and ch.profile == "tiny"
     default = book.parameters("00_task", {"profile": "gpu", "seeds": None, "workers": 1})
     assert default.seeds == [0, 1, 2]                       # None: the profile's seeds
@@ -34,15 +35,17 @@ def test_parameters_accept_defaults_and_papermill_text_lists():
 
 @pytest.mark.parametrize("namespace, message", [
     ({"profile": "tiny", "seeds": [0], "workers": 1, "regimes": ["natural"], "seed": 3},
-     r"unknown parameter\(s\) 'seed'.*allowed parameters: profile, seeds, workers, regimes"),
+     r"unknown parameter\(s\) 'seed'.*allowed parameters: profile, seeds, workers, regimes, grokking_criterion"),
     ({"profile": "huge", "seeds": [0], "workers": 1, "regimes": ["natural"]}, r"profile='huge'.*'tiny', 'gpu', 'paper'"),
     ({"profile": "tiny", "seeds": "zero", "workers": 1, "regimes": ["natural"]}, r"seeds='zero' must be a non-empty list"),
     ({"profile": "tiny", "seeds": [0], "workers": 1, "regimes": ["natural", "hop3"]}, r"'hop3'.*allowed values: 'natural'"),
     ({"profile": "tiny", "seeds": [0], "workers": 0, "regimes": ["natural"]}, r"workers=0 must be a positive int"),
+    ({"profile": "tiny", "seeds": [0], "workers": 1, "regimes": ["natural"], "grokking_criterion": 2},
+     r"grokking_criterion=2 must be a number in \(0, 1\]"),
 ])
 def test_bad_parameters_name_the_parameter_and_the_allowed_values(namespace, message):
     with pytest.raises(ConfigError, match=message):
-        book.parameters("02_accuracy_vs_circuit", namespace)
+        book.parameters("02_accuracy_vs_circuit", {"grokking_criterion": 0.5, **namespace})
 
 
 def test_describe_prints_json_sizes(capsys):
@@ -103,3 +106,112 @@ def test_command_line_trains_and_then_loads(tmp_path, monkeypatch, capsys):
     assert "training" not in capsys.readouterr().out
     assert main(["train", "--regime", "hop3"]) == 2
     assert "regime='hop3'" in capsys.readouterr().err
+
+
+# --- the grokking criterion, the verdict, the summary page ---------------------------------------
+from grokcircuits import verdicts   # noqa: E402
+
+OWNED_HERE = ["00_task", "02_accuracy_vs_circuit", "03_limited_transfer", "04_cost"]
+
+
+@pytest.mark.parametrize("value", [0, -0.1, 1.5, "0.5", True, None])
+def test_grokking_criterion_must_be_a_share_in_the_unit_interval(value):
+    ns = {"profile": "tiny", "seeds": [0], "workers": 1, "regimes": ["natural"], "grokking_criterion": value}
+    with pytest.raises(ConfigError, match=r"grokking_criterion=.*must be a number in \(0, 1\]"):
+        book.parameters("02_accuracy_vs_circuit", ns)
+
+
+def test_grokking_criterion_is_a_parameter_of_chapters_01_to_03():
+    ns = {"profile": "tiny", "seeds": [0], "workers": 1, "pretrain_regimes": ["natural"], "grokking_criterion": 1}
+    assert book.parameters("03_limited_transfer", ns).grokking_criterion == 1.0
+    for ch in ("01_identical_paths", "02_accuracy_vs_circuit", "03_limited_transfer"):
+        assert "grokking_criterion" in book.CHAPTER_PARAMETERS[ch]
+    for ch in ("02_accuracy_vs_circuit", "03_limited_transfer"):
+        assert "\ngrokking_criterion = 0.5" in (ROOT / "book" / f"{ch}.py").read_text()
+
+
+def _chapter(tmp_path, monkeypatch, name="03_limited_transfer"):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path / "results"))
+    return book.parameters(name, {"profile": "tiny", "seeds": [0, 1], "workers": 1,
+                                  "pretrain_regimes": ["natural"], "grokking_criterion": 0.5})
+
+
+def test_the_verdict_prints_only_what_every_machine_agrees_on(tmp_path, monkeypatch, capsys):
+    """Two runs whose numbers differ in their last digits print the same text; the numbers, with
+    their intervals, go to the verdict file."""
+    ch = _chapter(tmp_path, monkeypatch)
+    printed = []
+    for x in (0.123456, 0.123999):
+        v = verdicts.Verdict(None, "not_shown:no_grokked_seed", {"new+old": (x, 0.0, 0.7), "count": "0/4"}, "no seed grokked")
+        book.verdict(ch, "A claim.", v)
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1]
+    assert printed[0].splitlines() == ["Claim: A claim.", "Verdict at profile 'tiny' with seeds [0, 1]: NOT SHOWN AT THIS SCALE",
+                                       "Rule branch: not_shown:no_grokked_seed", "Why: no seed grokked"]
+    record = json.loads((tmp_path / "results" / "tiny" / "verdicts" / "03_limited_transfer.json").read_text())
+    assert {"claim", "holds", "branch", "numbers", "seeds", "profile", "device", "wall_seconds"} <= set(record)
+    assert record["numbers"]["new+old"] == [0.123999, 0.0, 0.7] and record["holds"] is None
+    assert record["seeds"] == [0, 1] and record["profile"] == "tiny" and record["device"]
+
+
+def test_the_verdict_file_holds_no_nan_or_infinity(tmp_path, monkeypatch):
+    ch = _chapter(tmp_path, monkeypatch)
+    v = verdicts.Verdict(True, "holds", {"one seed": (0.5, float("-inf"), float("inf")), "missing": float("nan")})
+    book.verdict(ch, "A claim.", v)
+    text = (tmp_path / "results" / "tiny" / "verdicts" / "03_limited_transfer.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text)["numbers"]["one seed"] == [0.5, None, None]
+
+
+def test_numbers_and_paper_tables_say_not_reached():
+    v = verdicts.Verdict(None, "not_shown:x", {"steps": None, "share": (0.25, 0.1, 0.4), "count": "1/2"})
+    table = book.verdict_numbers(v)
+    assert list(table.iloc[:, 0]) == ["not reached", "0.25 [0.10, 0.40]", "1/2"]
+    paper = book.paper_table([("a", "high", (0.9, 0.8, 1.0)), ("b", "low", {"x": None, "y": 0.5})], index="what")
+    assert paper.loc["a", "we measured"] == "0.90 [0.80, 1.00]"
+    assert paper.loc["b", "we measured: x"] == "not reached" and paper.loc["b", "we measured: y"] == "0.50"
+    assert book.paper_table([("c", "x", float("nan"))], missing="not run").loc["c", "we measured"] == "not run"
+
+
+def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path, monkeypatch):
+    ch = _chapter(tmp_path, monkeypatch)
+    v = verdicts.Verdict(False, "does_not_hold:old_new_composed", {"mature models: new+old exact match": (0.8, 0.7, 0.9),
+                                                                    "other": 3, "hidden": "x"},
+                         key_numbers=("mature models: new+old exact match", "other"))
+    book.verdict(ch, "Limited transfer.", v)
+    executed = tmp_path / "chapters"
+    executed.mkdir()
+    (executed / "03_limited_transfer.ipynb").write_text(json.dumps(
+        {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "tiny"}}}, "nbformat": 4, "nbformat_minor": 5}))
+    text = book.summary_markdown(executed)
+    rows = {line.split(" | ")[0]: line for line in text.splitlines()[2:]}
+    assert len(rows) == len(book.CHAPTER_PARAMETERS)
+    row = rows["| {doc}`/chapters/03_limited_transfer`"]
+    assert "**DOES NOT HOLD** (`does_not_hold:old_new_composed`)" in row
+    assert "mature models: new+old exact match: 0.80 [0.70, 0.90]; other: 3" in row and "hidden" not in row
+    assert "| 0, 1 | `tiny` |" in row
+    assert "not executed yet" in rows["| {doc}`/chapters/00_task`"]
+    out = tmp_path / "_summary.md"
+    book.write_summary(executed, out)
+    assert out.read_text() == text
+
+
+def _cells(ch):
+    import jupytext
+    return [c for c in jupytext.read(ROOT / "book" / f"{ch}.py").cells if c.cell_type == "code"]
+
+
+def test_every_verdict_cell_calls_a_tested_rule():
+    """The checked cell holds no rule of its own: it calls grokcircuits.verdicts and book.verdict."""
+    for ch in CHAPTERS:
+        cell = next(c.source for c in _cells(ch) if "# NBVAL_CHECK_OUTPUT" in c.source)
+        assert "verdicts." in cell and "book.verdict(ch," in cell, ch
+        assert not any(op in cell for op in (">=", "<=", " < ", " > ")), f"{ch}: a threshold in the verdict cell"
+
+
+@pytest.mark.parametrize("ch", OWNED_HERE)
+def test_boilerplate_cells_are_folded(ch):
+    for c in _cells(ch):
+        tags = c.metadata.get("tags", [])
+        if any(s in c.source for s in ("book.parameters(", "book.provenance(", "book.package_versions(")):
+            assert {"hide-input", "hide-cell", "remove-input", "remove-cell"} & set(tags), (ch, c.source[:60])

@@ -7,7 +7,7 @@ import pytest
 
 from grokcircuits.config import REGIMES, ConfigError, DataConfig
 from grokcircuits.data import (COLS, SEQ_LEN, TwoHopData, Vocab, answer_slot, build_dataset, encode,
-                               is_atomic)
+                               is_atomic, sample_rows)
 
 SMALL = DataConfig(n_entities=120, n_relations=12, relations_per_entity=4, ood_fraction=0.2,
                    iid_test_fraction=0.05, phi=4.0, probe_size=200)
@@ -176,12 +176,43 @@ def test_probe_sets(data):
     assert len(p["ood_atomic"]) == int(data.atomic_is_ood.sum())
     assert len(p["train_inferred"]) == min(n, len(data.train_inferred))
     assert len(p["test_inferred_iid"]) == min(n, len(data.test_inferred_iid))
-    np.testing.assert_array_equal(p["test_inferred_ood"], data.test_inferred_ood)
+    assert triples(p["test_inferred_ood"]) == triples(data.test_inferred_ood)      # all of them
+    assert len(p["test_inferred_ood"]) == len(data.test_inferred_ood)
     assert triples(p["train_inferred"]) <= triples(data.train_inferred)
     assert len(triples(p["train_inferred"])) == len(p["train_inferred"])
     ood = {(h, r) for h, r in data.atomic[data.atomic_is_ood][:, :2].tolist()}
     assert not {(h, r) for h, r in p["id_atomic"][:, :2].tolist()} & ood
     assert {(h, r) for h, r in p["ood_atomic"][:, :2].tolist()} == ood
+
+
+def test_probe_sets_come_in_random_order(natural):
+    """The sets are sorted by head entity; a probe set's first rows must be a random sample, not the
+    lowest heads: every set (the full ones too) is a seeded permutation."""
+    p = natural.probe_sets()
+    for name, rows in p.items():
+        heads = rows[:, 0]
+        assert not np.all(np.diff(heads) >= 0), f"{name} is still sorted by head"
+        first = heads[: len(heads) // 4]
+        assert first.max() - first.min() > 0.5 * (heads.max() - heads.min()), f"{name}: its first quarter spans few heads"
+    again = natural.probe_sets()
+    for name in p:
+        np.testing.assert_array_equal(p[name], again[name])                     # seeded
+    other = build_dataset(replace(SMALL, seed=1)).probe_sets()
+    assert not np.array_equal(p["test_inferred_ood"][:20], other["test_inferred_ood"][:20])
+
+
+def test_sample_rows_is_a_seeded_random_sample_in_random_order():
+    rows = np.arange(1000)[:, None] * np.ones((1, 5), dtype=np.int64)      # sorted rows
+    a = sample_rows(rows, 100, np.random.default_rng(0))
+    assert a.shape == (100, 5) and len(np.unique(a[:, 0])) == 100          # without replacement
+    assert not np.all(np.diff(a[:, 0]) > 0)                                 # not kept in order
+    np.testing.assert_array_equal(a, sample_rows(rows, 100, np.random.default_rng(0)))
+    assert not np.array_equal(a, sample_rows(rows, 100, np.random.default_rng(1)))
+    # a prefix is a random sample: over many seeds the first row is spread over the whole range
+    firsts = [sample_rows(rows, 100, np.random.default_rng(s))[0, 0] for s in range(200)]
+    assert np.mean(firsts) == pytest.approx(500, abs=80) and max(firsts) > 900 and min(firsts) < 100
+    every = sample_rows(rows, 5000, np.random.default_rng(0))
+    assert sorted(every[:, 0].tolist()) == list(range(1000))               # fewer rows than n: all, shuffled
 
 
 def test_sizes(data):

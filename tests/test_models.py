@@ -66,3 +66,47 @@ def test_gpt_is_causal_and_aligned_to_label_slots():
 def test_bad_architecture_is_rejected_with_the_allowed_values():
     with pytest.raises(ConfigError, match=r"architecture='rnn'.*'trm', 'gpt'"):
         build_model(ModelConfig(architecture="rnn"), V)
+
+
+def test_truncated_normal_init_has_the_intended_standard_deviation():
+    from grokcircuits.models.trm import trunc_normal_
+    torch.manual_seed(0)
+    w = trunc_normal_(torch.empty(400_000), 0.05)
+    assert abs(float(w.std()) / 0.05 - 1) < 0.01          # PyTorch's trunc_normal_ alone gives about 0.88
+    assert float(w.abs().max()) <= 2 * 0.05 / 0.8796 + 1e-6
+    plain = torch.nn.init.trunc_normal_(torch.empty(400_000), std=0.05, a=-0.1, b=0.1)
+    assert abs(float(plain.std()) / 0.05 - 0.88) < 0.01    # the bug this init fixes
+
+
+def test_trm_linear_weights_have_std_one_over_sqrt_fan_in():
+    model = build_model(get_profile("gpu").trm, 600)
+    w = model.f.blocks[0].channel_mlp.gate_up.weight
+    assert abs(float(w.detach().std()) * w.shape[1] ** 0.5 - 1) < 0.02
+
+
+def test_bf16_numerics_stream_in_bf16_params_fp32_rmsnorm_in_fp32():
+    from grokcircuits.models.trm import rms_norm
+    model = build_model(TINY.trm, V)
+    model.compute_dtype = torch.bfloat16
+    x = torch.randint(0, V, (3, 5))
+    dtypes = []
+    logits, halt = model(x, None, visit=lambda n, z: (dtypes.append(z.dtype), z)[1])
+    assert set(dtypes) == {torch.bfloat16}                                  # start states and stream
+    assert logits.dtype == torch.bfloat16 and halt.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())        # kept in fp32
+    # RMSNorm is computed in fp32 and cast back: the same as normalising the fp32 copy, then casting
+    z = torch.randn(4, 7, 64).to(torch.bfloat16)
+    assert rms_norm(z).dtype == torch.bfloat16
+    assert torch.equal(rms_norm(z), rms_norm(z.float()).to(torch.bfloat16))
+    # the fp32 model and the bf16 model agree to bf16 precision
+    model.compute_dtype = torch.float32
+    ref, _ = model(x, None)
+    assert (logits.float() - ref).abs().max() < 0.1 * ref.abs().max()
+
+
+def test_stablemax_loss_is_taken_in_float64_from_bf16_logits():
+    from grokcircuits.losses import per_slot_nll
+    logits = torch.randn(2, 5, 11).to(torch.bfloat16)
+    labels = torch.randint(0, 11, (2, 5))
+    nll = per_slot_nll(logits, labels, torch.ones(2, 5, dtype=torch.bool), "stablemax")
+    assert nll.dtype == torch.float64

@@ -1,5 +1,6 @@
 """Probes on a hand-built model whose inference path is known: the bridge is written at stage
-"S1", slot 3, and the answer is read from there at stage "S2"."""
+"S1", slot 3, and the answer is read from there at stage "S2". (Causal patching and its
+controls: tests/test_patching.py.)"""
 from types import SimpleNamespace
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from grokcircuits.data import Vocab
-from grokcircuits.probes import EncodedSet, corrupt_first_hop, lens_top1, path_summary, patching_map
+from grokcircuits.probes import EncodedSet, lens_top1, path_summary
 
 VOCAB = Vocab(n_entities=20, n_relations=4, n_special=2)
 V = VOCAB.size
@@ -62,27 +63,18 @@ def test_lens_and_path_summary_find_the_bridge_where_it_is():
     assert out["bridge_found_tail_slots"] == 1.0
 
 
-def test_patching_restores_the_answer_only_where_the_bridge_lives():
-    model = KnownPathModel()
-    clean, corrupt = queries(range(0, 5)), queries(range(10, 15))
-    res = patching_map(model, EncodedSet.build(clean, VOCAB, "cpu"), EncodedSet.build(corrupt, VOCAB, "cpu"))
-    r = np.array(res["restoration"])
-    assert res["clean_baseline"] == 1.0 and res["corrupt_baseline"] == 0.0 and res["n_right"] == 5
-    assert r[1, 3] == 1.0 and r[2, 3] == 1.0                                   # the bridge slot, then the answer slot
-    assert r[0].sum() == 0 and r[1, [0, 1, 2, 4]].sum() == 0                   # nothing else carries the answer
-
-
-def test_corrupted_partner_changes_the_bridge_and_the_answer():
-    rng = np.random.default_rng(0)
-    facts = []
-    for h in range(30):                                          # two relations per entity, a function
-        for r in (0, 1):
-            facts.append([h, r, -1, -1, (h * 7 + r * 3 + 1) % 30])
-    facts = np.array(facts, dtype=np.int64)
-    fact = {(h, r): t for h, r, _, _, t in facts}
-    qs = np.array([[h, 0, 1, fact[(h, 0)], fact[(fact[(h, 0)], 1)]] for h in range(10)], dtype=np.int64)
-    clean, corrupt = corrupt_first_hop(qs, facts, rng)
-    assert len(clean) > 0 and clean.shape == corrupt.shape
-    for (h, r1, r2, b, t), (h2, r1b, r2b, b2, t2) in zip(clean, corrupt):
-        assert (r1, r2) == (r1b, r2b) and h != h2 and b != b2 and t != t2
-        assert fact[(h2, r1)] == b2 and fact[(b2, r2)] == t2                   # a real path of the graph
+def test_lens_reads_the_controls_paths():
+    """The hand-built controls of the patching measurement: the lens sees the composer's bridge at
+    the answer slot between its two hops, and never sees a bridge in the lookup."""
+    from grokcircuits.config import get_profile
+    from grokcircuits.controls import Composer, Lookup
+    from grokcircuits.data import build_dataset
+    data = build_dataset(get_profile("tiny").data)
+    s = EncodedSet.build(data.probe_sets()["train_inferred"][:50], data.vocab, "cpu")   # a random sample
+    composer, lookup = Composer(data), Lookup(data)
+    c, k = path_summary(composer, s, with_lens=True), path_summary(lookup, s, with_lens=True)
+    assert c["exact_match"] == 1.0 and k["exact_match"] == 1.0
+    bridge = np.array(c["bridge_map"])                                        # (n_stages, 5)
+    between = [composer.stages.index(n) for n in ("H0_L1", "H0_L2", "H0_commit", "H1_L0")]
+    assert np.all(bridge[between, 3] == 1.0) and c["bridge_found_tail_slots"] == 1.0
+    assert np.array(k["bridge_map"])[:, 3].max() < 0.1     # only by accident (an empty slot reads as token 0, or t = b)

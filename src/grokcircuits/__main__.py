@@ -1,13 +1,18 @@
 """Plain entry points (no notebook stack needed), e.g. on a bare GPU machine:
 
     python -m grokcircuits describe --profile paper
-    python -m grokcircuits train --profile gpu --regime natural,both_full --seed 0,1,2 --workers 3
-    python -m grokcircuits chapter 02 --profile gpu --seeds 0,1,2 --workers 5
+    python -m grokcircuits train --profile gpu --regime natural,both_full --seed 0,1,2
+    torchrun --nproc_per_node=4 -m grokcircuits train --profile paper --regime natural --seed 0 --distributed
+    python -m grokcircuits chapter 02 --profile gpu --seeds 0,1,2
+    python -m grokcircuits chapter 02 --profile paper --launcher slurm --partition gpu --time-min 1440
+    python -m grokcircuits sweep --grid first --budget-seconds 375     # where the recursive model groks
+    python -m grokcircuits bench                                         # the GPU kit (make gpu-check)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from .config import ARCHITECTURES, REGIMES, ConfigError, check_choice, get_profile
@@ -21,7 +26,7 @@ def _list(text: str, cast=str) -> list:
 
 
 def describe(profile_name: str) -> dict:
-    from .engine import dataset, transfer_dataset
+    from .runs import dataset, transfer_dataset
     from .models import build_model, count_parameters
     p = get_profile(profile_name)
     data = dataset(p.data)
@@ -39,7 +44,59 @@ def describe(profile_name: str) -> dict:
     return out
 
 
+def _add_launcher_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("jobs (submitit)", "train the runs as cluster or local jobs instead of in this process")
+    g.add_argument("--launcher", default="inprocess", help="inprocess (default), local (submitit's local "
+                   "processes) or slurm (one job per ensemble group of runs, requeued until done)")
+    g.add_argument("--partition", default=None, help="slurm: the partition (required)")
+    g.add_argument("--time-min", type=float, default=1440.0, help="a job's time limit in minutes; longer runs "
+                   "are requeued and resume from their checkpoint")
+    g.add_argument("--gpus-per-job", type=int, default=1, help="GPUs of a job; its runs are split over them")
+    g.add_argument("--runs-per-job", type=int, default=None, help="at most this many runs in one job "
+                   "(default: a whole ensemble group)")
+    g.add_argument("--max-requeues", type=int, default=20, help="time-outs after which a job is requeued")
+    g.add_argument("--slurm-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further sbatch parameter in submitit's names, e.g. account=abc or mem=64G (repeatable)")
+    g.add_argument("--no-wait", action="store_true", help="submit, print the job ids and how to collect, return")
+
+
+def _trainer(args, store: Store, argv: list[str]):
+    """configs -> {key: Run}: in this process (train_many) or as jobs; None when jobs were submitted
+    and not waited for. The launcher options are checked here, before any training or submission."""
+    from . import experiments as ex
+    from .launch import LaunchOptions, collect_hint, launch, parse_slurm_options
+    options = LaunchOptions(launcher=args.launcher, partition=args.partition, time_min=args.time_min,
+                            gpus_per_job=args.gpus_per_job, runs_per_job=args.runs_per_job,
+                            max_requeues=args.max_requeues, wait=not args.no_wait,
+                            slurm_options=parse_slurm_options(args.slurm_option)).validate()
+
+    def train_all(configs):
+        if options.launcher == "inprocess":
+            return ex.train_many(configs, store, args.workers)
+        launched = launch(configs, store, options)
+        if launched.runs is None:
+            again = shlex.join(["python", "-m", "grokcircuits"] + [a for a in argv if a != "--no-wait"])
+            print(collect_hint(launched, again))
+        return launched.runs
+    return train_all
+
+
+def _train_distributed(args, configs, store: Store) -> dict:
+    """`train --distributed`, in each of torchrun's processes; the runs on rank 0, {} on the others."""
+    if args.launcher != "inprocess":
+        raise ConfigError(f"launcher={args.launcher}: --distributed trains in torchrun's processes; "
+                          "allowed: inprocess")
+    from .no_train import refuse_training_if_disabled
+    from .training.distributed import train_from_cli
+    refuse_training_if_disabled(configs, store)
+    return train_from_cli(configs, store)
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:   # the kit parses its own options (bench --help)
+        from .bench import main as bench_main
+        return bench_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m grokcircuits")
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("describe", help="dataset sizes and parameter count of a profile, as JSON")
@@ -50,45 +107,79 @@ def main(argv=None) -> int:
     t.add_argument("--regime", default="natural", help=f"comma-separated, from {list(REGIMES)}")
     t.add_argument("--seed", default="0", help="comma-separated seeds")
     t.add_argument("--steps", type=int, default=None, help="override the profile's steps")
-    t.add_argument("--workers", type=int, default=1, help="runs sharing the device at once")
+    t.add_argument("--workers", type=int, default=None, help="most runs trained together as one ensemble (default 16)")
+    t.add_argument("--distributed", action="store_true", help="split each run's batch over the processes of "
+                   "torchrun (torchrun --nproc_per_node=G -m grokcircuits train ... --distributed)")
+    _add_launcher_options(t)
     c = sub.add_parser("chapter", help="train every run a chapter needs")
     c.add_argument("chapter", choices=CHAPTERS)
     c.add_argument("--profile", default="tiny")
     c.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
-    c.add_argument("--workers", type=int, default=1)
+    c.add_argument("--workers", type=int, default=None, help="most runs trained together as one ensemble (default 16)")
     c.add_argument("--query-set", default="train_inferred", help="chapter 01: the ID queries that are patched")
     c.add_argument("--patching-queries", type=int, default=200, help="chapter 01: queries per patched checkpoint")
+    c.add_argument("--grokking-criterion", type=float, default=0.5, help="chapter 01: OOD exact match at which a run counts as grokked")
+    _add_launcher_options(c)
+    w = sub.add_parser("sweep", help="train a named grid as ensembles within a budget; write and print its table")
+    w.add_argument("--grid", default="toy", help="a grid named in grokcircuits.grids (first, toy)")
+    w.add_argument("--budget-seconds", type=float, default=360.0, help="wall-clock budget; unfinished runs are "
+                   "stored as incomplete and the table is written all the same")
+    w.add_argument("--plan", action="store_true", help="print the ensembles and their estimated seconds on one "
+                   "H100, train nothing")
+    sub.add_parser("bench", add_help=False, help="the GPU kit: engine throughput, ensembles, resume, floors "
+                   "(results/bench); `bench --help` lists its options")
     args = ap.parse_args(argv)
     try:
         if args.command == "describe":
             print(json.dumps(describe(args.profile), indent=1))
             return 0
+        if args.command == "sweep":
+            from .grids import get_grid
+            from .sweep import run_sweep
+            grid = get_grid(args.grid)
+            if args.budget_seconds <= 0:
+                raise ConfigError(f"budget-seconds={args.budget_seconds} must be > 0")
+            if args.plan:
+                from .sweep import plan
+                print(json.dumps(plan(grid), indent=1))
+                return 0
+            run_sweep(grid, args.budget_seconds)
+            return 0
         from . import experiments as ex
         profile = get_profile(args.profile)
         if args.command == "chapter" and args.chapter == "01":
-            from .inference_paths import QUERY_SETS
+            from .inference_paths import QUERY_SETS, check_grokking_criterion
             check_choice("query-set", args.query_set, QUERY_SETS)
+            check_grokking_criterion(args.grokking_criterion)
         store = Store(results_root(profile.name))
+        train_all = _trainer(args, store, list(sys.argv[1:] if argv is None else argv))
         if args.command == "train":
             overrides = {"steps": args.steps} if args.steps else {}
             configs = [profile.run(args.arch, r, s, **overrides)
                        for r in _list(args.regime) for s in _list(args.seed, int)]
-            runs = ex.train_many(configs, store, args.workers)
+            runs = _train_distributed(args, configs, store) if args.distributed else train_all(configs)
+            if runs is None:
+                return 0
         else:
             seeds = _list(args.seeds, int) if args.seeds else list(profile.seeds)
             if args.chapter == "03":
                 pre, fine = ex.transfer_runs(profile, seeds)
-                ex.train_many(pre, store, args.workers)
-                runs = ex.train_many(fine, store, args.workers)
+                if train_all(pre) is None:
+                    print("the fine-tuning runs start from these runs' weights: collect them first, then the "
+                          "same command submits the fine-tuning")
+                    return 0
+                runs = train_all(fine)
             else:
                 plan = {"00": ex.task_runs, "01": ex.path_runs, "02": ex.regime_runs}[args.chapter]
-                runs = ex.train_many(plan(profile, seeds), store, args.workers)
+                runs = train_all(plan(profile, seeds))
+            if runs is None:
+                return 0
             if args.chapter == "01":   # the patching results the chapter reads, stored beside the runs
                 from . import inference_paths as ip
                 both = {r.config.train.seed: r for r in runs.values() if r.config.data.regime == "both_full"}
                 for r in runs.values():
                     if r.config.data.regime == "natural":
-                        for _, run, step in ip.checkpoints_to_patch(r, both[r.config.train.seed]):
+                        for _, run, step in ip.checkpoints_to_patch(r, both[r.config.train.seed], args.grokking_criterion):
                             ip.patching(run, step, args.query_set, args.patching_queries)
         for key, run in runs.items():
             r = run.record

@@ -9,16 +9,41 @@ from .config import REGIMES
 from .stats import first_crossing, mean_interval
 
 METRIC_NAMES = {
-    "exact_match": "exact match",
+    "exact_match": "exact match (every supervised slot)",
+    "answer_exact_match": "answer-slot exact match",
     "bridge_found": "bridge found (any stage, any slot)",
     "bridge_found_tail_slots": "bridge found at the answer/END slot",
     "target_found": "target found anywhere (the paper's 'final answer accuracy')",
 }
 
+SET_NAMES = {
+    "train_inferred": "training compositions",
+    "test_inferred_iid": "held-out ID compositions",
+    "test_inferred_ood": "OOD compositions",
+    "id_atomic": "ID atomic facts",
+    "ood_atomic": "OOD atomic facts",
+    "new_atomic": "new facts",
+    "old_atomic": "retained old facts",
+    "old_inferred": "retained old compositions",
+    "new_old": "new+old (new first hop)",
+    "old_new": "old+new (new second hop)",
+    "new_new": "new+new",
+}
+
+
+def named(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with query sets and metrics under their names for the page (SET_NAMES, METRIC_NAMES)."""
+    out = frame.copy()
+    for col, names in (("set", SET_NAMES), ("metric", METRIC_NAMES)):
+        if col in out:
+            out[col] = out[col].map(lambda k, names=names: names.get(k, k))
+    return out
+
 
 def condition_of(run) -> str:
-    """How the book names a run: the regime as the paper labels it, or the architecture/transfer role."""
-    c = run.config
+    """How the book names a run (or a RunConfig): the regime as the paper labels it, or the
+    architecture/transfer role."""
+    c = getattr(run, "config", run)
     if c.model.architecture == "gpt":
         return "standard transformer"
     if c.transfer is not None:
@@ -87,6 +112,20 @@ def crossings(runs, set_: str, metric: str, thresholds=(0.5, 0.9)) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
+def crossing_summary(runs, set_: str, metrics, thresholds) -> pd.DataFrame:
+    """For the page: per condition and metric, when each threshold was first reached, as
+    'step 2,000 (2/3 seeds)' (the mean over the seeds that got there) or 'not reached (0/3 seeds)'."""
+    cross = pd.concat([crossings(runs, set_, m, thresholds).assign(metric=METRIC_NAMES.get(m, m)) for m in metrics])
+
+    def cell(r):
+        hit = f"({r['seeds_crossed']} seeds)"
+        return "not reached " + hit if _missing(r["mean_first_step"]) else f"step {r['mean_first_step']:,.0f} {hit}"
+    cross["first reached"] = cross.apply(cell, axis=1)
+    cross["threshold"] = cross["threshold"].map(lambda th: f"first step at {th:g} or above")
+    return cross.pivot_table(index=["condition", "metric"], columns="threshold", values="first reached",
+                             aggfunc="first", sort=False)
+
+
 def cosine(a, b) -> float:
     """Cosine similarity of two maps (any shape); 1 = the same pattern, 0 = disjoint."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()
@@ -101,3 +140,109 @@ def map_frame(stage_slot_map, stages, value_name="value") -> pd.DataFrame:
     arr = np.asarray(stage_slot_map, float)
     return pd.DataFrame([{"stage": st, "slot": slots[j], value_name: float(arr[i, j])}
                          for i, st in enumerate(stages) for j in range(arr.shape[1])])
+
+
+def last_value(run, set_: str, metric: str = "exact_match") -> float:
+    """The value at the run's last evaluation."""
+    return float(run.curves[-1][set_][metric])
+
+
+TRANSFER_SETS = ("new_atomic", "new_old", "old_new", "new_new")
+
+
+def transfer_table(pretrained, fine_tuned, metric: str = "exact_match") -> pd.DataFrame:
+    """One row per fine-tuning run: its condition and seed, whether it is the from-scratch control,
+    the OOD exact match its own pretraining run ended with (NaN for the control), and its final
+    `metric` on each transfer set. The per-seed table chapter 03's verdict decides maturity on."""
+    pre_by_key = {p.key: p for p in pretrained}
+    rows = []
+    for f in fine_tuned:
+        parent = pre_by_key.get(f.config.init_from)
+        if f.config.init_from is not None and parent is None:
+            raise ValueError(f"fine-tuned run {f.key} starts from {f.config.init_from}, which is not among the pretrained runs")
+        rows.append({"condition": condition_of(f), "seed": f.config.train.seed, "is_control": parent is None,
+                     "pretrain_ood_exact_match": last_value(parent, "test_inferred_ood") if parent else float("nan"),
+                     **{s: last_value(f, s, metric) for s in TRANSFER_SETS}})
+    return pd.DataFrame(rows)
+
+
+def planned_runs(profile) -> dict:
+    """{chapter: [RunConfig]}: the runs chapters 00-03 use at `profile` with its default seeds and
+    regimes (experiments' plans), so a page that reports on them depends on nothing else in the store."""
+    from . import experiments as ex
+    seeds = profile.seeds
+    pre, fine = ex.transfer_runs(profile, seeds)
+    return {"00_task": ex.task_runs(profile, seeds), "01_identical_paths": ex.path_runs(profile, seeds),
+            "02_accuracy_vs_circuit": ex.regime_runs(profile, seeds), "03_limited_transfer": pre + fine}
+
+
+def load_planned(profile, store) -> tuple[list, pd.DataFrame]:
+    """(the planned runs found in `store`, each once; a table of which chapters use each planned
+    run and whether it is there)."""
+    from .runs import load_run
+    by_key, used_by, rows = {}, {}, []
+    for chapter, configs in planned_runs(profile).items():
+        for c in configs:
+            used_by.setdefault(c.key(), []).append(chapter[:2])
+            by_key.setdefault(c.key(), c)
+    runs = []
+    for key, c in by_key.items():
+        run = load_run(c, store)
+        if run is not None:
+            runs.append(run)
+        rows.append({"condition": condition_of(c), "seed": c.train.seed, "chapters": ", ".join(used_by[key]),
+                     "in the store": run is not None})
+    return runs, pd.DataFrame(rows)
+
+
+def cost_table(runs, criterion: float) -> pd.DataFrame:
+    """One row per pretraining run of the recursive model: steps trained, and the first evaluation
+    (in optimiser steps and seconds of its wall time) at which OOD exact match reached `criterion`
+    (NaN when it never did)."""
+    rows = []
+    for r in runs:
+        if r.config.model.architecture != "trm" or r.config.transfer is not None:
+            continue
+        steps = [e["step"] for e in r.curves]
+        hit = first_crossing(steps, [e["test_inferred_ood"]["exact_match"] for e in r.curves], criterion)
+        secs = next((e["wall_seconds"] for e in r.curves if e["step"] == hit), None)
+        rows.append({"regime": r.config.data.regime, "condition": condition_of(r), "seed": r.config.train.seed,
+                     "steps_trained": r.record["steps"], "final_ood_exact_match": last_value(r, "test_inferred_ood"),
+                     "steps_to_criterion": float("nan") if hit is None else float(hit),
+                     "seconds_to_criterion": float("nan") if secs is None else float(secs), "device": r.record["device"]})
+    return pd.DataFrame(rows, columns=["regime", "condition", "seed", "steps_trained", "final_ood_exact_match",
+                                       "steps_to_criterion", "seconds_to_criterion", "device"])
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
+def _number(x: float, digits: int) -> str:
+    return f"{x:,.0f}" if abs(x) >= 1000 and np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def format_measure(v, digits: int = 2, missing: str = "not reached") -> str:
+    """A number as a reader wants it: an interval (mean, low, high) as 'mean [low, high]', a
+    missing value (None or NaN) as `missing`, text unchanged."""
+    if _missing(v):
+        return missing
+    if isinstance(v, (tuple, list)) and len(v) == 3:
+        m, lo, hi = (float("nan") if x is None else float(x) for x in v)
+        if np.isnan(m):
+            return missing
+        if np.isinf(lo) and np.isinf(hi):
+            return f"{_number(m, digits)} [no interval from one seed]"
+        return f"{_number(m, digits)} [{_number(lo, digits)}, {_number(hi, digits)}]"
+    if isinstance(v, float):
+        return _number(v, digits)
+    return str(v)
+
+
+def readable(frame: pd.DataFrame, digits: int = 3, missing: str = "not reached") -> pd.DataFrame:
+    """A table for the page: floats rounded, None and NaN written as `missing`."""
+    def cell(v):
+        if _missing(v):
+            return missing
+        return round(v, digits) if isinstance(v, float) else v
+    return frame.map(cell) if hasattr(frame, "map") else frame.applymap(cell)

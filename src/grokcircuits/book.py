@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import datetime as _dt
 import json
+import math
 import platform
 import sys
 import time
@@ -13,9 +14,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from .config import PROFILES, REGIMES, ConfigError, get_profile
-from .engine import default_device, device_name
-from .inference_paths import QUERY_SETS
-from .store import Store, code_version, results_root, write_json
+from .runs import default_device, device_name
+from .inference_paths import QUERY_SETS, check_grokking_criterion
+from .store import Store, code_version, read_json, results_root, write_json
+from .verdicts import Verdict
 
 # The parameters each chapter accepts: name -> (type, check). A chapter's parameters cell holds
 # their defaults; `parameters()` rejects any other name before any work starts.
@@ -62,14 +64,19 @@ def _query_set(name, v):
     return v
 
 
+def _grokking_criterion(name, v):
+    """A share in (0, 1]: the OOD exact match at which a run counts as grokked."""
+    return check_grokking_criterion(v)
+
+
 CHECKS = {"query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
-          "workers": _positive_int, "patching_queries": _positive_int}
+          "workers": _positive_int, "patching_queries": _positive_int, "grokking_criterion": _grokking_criterion}
 
 CHAPTER_PARAMETERS = {
     "00_task": ("profile", "seeds", "workers"),
-    "01_identical_paths": ("profile", "seeds", "workers", "query_set", "patching_queries"),
-    "02_accuracy_vs_circuit": ("profile", "seeds", "workers", "regimes"),
-    "03_limited_transfer": ("profile", "seeds", "workers", "pretrain_regimes"),
+    "01_identical_paths": ("profile", "seeds", "workers", "query_set", "patching_queries", "grokking_criterion"),
+    "02_accuracy_vs_circuit": ("profile", "seeds", "workers", "regimes", "grokking_criterion"),
+    "03_limited_transfer": ("profile", "seeds", "workers", "pretrain_regimes", "grokking_criterion"),
     "04_cost": ("profile",),
 }
 
@@ -154,34 +161,63 @@ def header(ch: Chapter) -> None:
     ch.header_handle = display(Markdown(_header_text(ch, "(running)")), display_id=True)
 
 
-def _rounded(x, digits=2):
-    if isinstance(x, float):
-        return round(x, digits)
+def _json_safe(x):
+    """Intervals as lists, NaN and infinities as null, numpy scalars as Python numbers."""
     if isinstance(x, (list, tuple)):
-        return [_rounded(v, digits) for v in x]
+        return [_json_safe(v) for v in x]
     if isinstance(x, dict):
-        return {k: _rounded(v, digits) for k, v in x.items()}
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float):
+        return round(x, 6) if math.isfinite(x) else None
     return x
 
 
-def verdict(ch: Chapter, claim: str, holds: bool | None, numbers: dict, runs=(), note: str = "") -> None:
-    """Print the verdict (rounded, stable: nbval checks it) and write it to results/<profile>/verdicts."""
+def _seeds_of(ch: Chapter) -> list[int]:
+    """The chapter's seeds; a chapter without the parameter (04) reads the profile's seeds."""
+    return list(ch.params.get("seeds") or ch.profile_obj.seeds)
+
+
+def verdict_record(ch: Chapter, claim: str, v: Verdict, runs=()) -> dict:
     devices = sorted({r.record["device"] for r in runs}) or [device_name(default_device())]
-    record = {
-        "chapter": ch.name, "claim": claim, "holds": holds, "numbers": _rounded(numbers, 4),
-        "seeds": ch.params.get("seeds"), "profile": ch.params["profile"], "device": devices,
-        "wall_seconds": round(time.perf_counter() - ch.started, 1), "code_version": code_version(),
-        "note": note,
-    }
-    write_json(ch.store.root / "verdicts" / f"{ch.name}.json", record)
-    verdict_word = {True: "HOLDS", False: "DOES NOT HOLD", None: "NOT SHOWN AT THIS SCALE"}[holds]
+    return {"chapter": ch.name, "claim": claim, "holds": v.holds, "verdict": v.word, "branch": v.branch,
+            "note": v.note, "numbers": _json_safe(v.numbers), "key_numbers": list(v.summary_numbers()),
+            "seeds": _seeds_of(ch), "profile": ch.params["profile"], "device": devices,
+            "wall_seconds": round(time.perf_counter() - ch.started, 1), "code_version": code_version()}
+
+
+def verdict(ch: Chapter, claim: str, v: Verdict, runs=()) -> None:
+    """Print what every machine agrees on (nbval checks it): the claim, the verdict, the rule's
+    branch, the profile and seeds. The numbers, which differ in their last digits between CPUs,
+    go to `verdict_numbers` (an unchecked table) and, with the rest, to results/<profile>/verdicts."""
+    write_json(ch.store.root / "verdicts" / f"{ch.name}.json", verdict_record(ch, claim, v, runs))
     print(f"Claim: {claim}")
-    seeds = f" with seeds {ch.params['seeds']}" if "seeds" in ch.params else ""
-    print(f"Verdict at profile '{ch.params['profile']}'{seeds}: {verdict_word}")
-    for k, v in numbers.items():
-        print(f"  {k}: {_rounded(v)}")
-    if note:
-        print(f"Note: {note}")
+    print(f"Verdict at profile '{ch.params['profile']}' with seeds {_seeds_of(ch)}: {v.word}")
+    print(f"Rule branch: {v.branch}")
+    if v.note:
+        print(f"Why: {v.note}")
+
+
+def verdict_numbers(v: Verdict):
+    """The verdict's numbers, each with its 95% interval across seeds, as a table for the page."""
+    import pandas as pd
+    from .analysis import format_measure
+    return pd.DataFrame({"measured (mean [95% interval])": {k: format_measure(x) for k, x in v.numbers.items()}})
+
+
+def paper_table(rows, index: str = "", missing: str = "not reached"):
+    """'The paper reports / we measured': rows of (what, the paper's report, ours), where ours is a
+    number or interval (one 'we measured' column) or a dict of them (one column each)."""
+    import pandas as pd
+    from .analysis import format_measure
+
+    def measured(ours):
+        if isinstance(ours, dict):
+            return {f"we measured: {k}": format_measure(x, missing=missing) for k, x in ours.items()}
+        return {"we measured": format_measure(ours, missing=missing)}
+    return pd.DataFrame([{index: what, "the paper reports": paper, **measured(ours)}
+                         for what, paper, ours in rows]).set_index(index)
 
 
 def provenance(ch: Chapter, runs=()) -> None:
@@ -213,3 +249,44 @@ def package_versions() -> None:
             vers[n] = "not installed"
     print(f"python {platform.python_version()} ({sys.platform}); grokcircuits {code_version()}")
     print(json.dumps(vers, indent=1))
+
+
+def _executed_profile(notebook) -> str | None:
+    """The profile an executed chapter ran with (papermill records its parameters)."""
+    try:
+        meta = json.loads(notebook.read_text())["metadata"].get("papermill", {})
+    except (OSError, ValueError, KeyError):
+        return None
+    params = meta.get("parameters", {})
+    return params.get("profile") or meta.get("default_parameters", {}).get("profile")
+
+
+def summary_markdown(executed_dir="chapters") -> str:
+    """'What this replication found': one row per chapter, read from the verdict file of the
+    profile that chapter was executed with (the executed notebooks in `executed_dir`)."""
+    from pathlib import Path
+    from .analysis import format_measure
+    rows = []
+    for name in CHAPTER_PARAMETERS:
+        nb = Path(executed_dir) / f"{name}.ipynb"
+        profile = _executed_profile(nb) if nb.exists() else None
+        path = results_root(profile) / "verdicts" / f"{name}.json" if profile else None
+        link = f"{{doc}}`/chapters/{name}`"
+        if path is None or not path.exists():
+            rows.append(f"| {link} | {'no verdict recorded' if profile else 'not executed yet'} | | | | |")
+            continue
+        v = read_json(path)
+        numbers = "; ".join(f"{k}: {format_measure(tuple(v['numbers'][k]) if isinstance(v['numbers'][k], list) else v['numbers'][k])}"
+                            for k in v.get("key_numbers", []) if k in v["numbers"])
+        seeds = ", ".join(map(str, v["seeds"])) if v.get("seeds") else "the profile's"
+        rows.append(f"| {link} | **{v['verdict']}** (`{v['branch']}`) | {numbers} | {seeds} | "
+                    f"`{v['profile']}` | {', '.join(v['device'])} |")
+    head = ("| claim (its chapter) | verdict (rule branch) | key numbers, mean [95% interval over seeds] | seeds "
+            "| profile | device |\n| --- | --- | --- | --- | --- | --- |")
+    return head + "\n" + "\n".join(rows) + "\n"
+
+
+def write_summary(executed_dir="chapters", out="_summary.md") -> None:
+    """Write the summary table that index.md includes (the Makefile runs this before building)."""
+    from pathlib import Path
+    Path(out).write_text(summary_markdown(executed_dir))

@@ -14,6 +14,12 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
+# The version of the science: bump it whenever a change to the data, models, losses, engine or probes
+# can change a stored result. It enters every run key and every probe-memo key, so results made by
+# older code are never served (they stay on disk, unreachable, until deleted).
+SCIENCE_VERSION = 2
+
+
 class ConfigError(ValueError):
     """A parameter has a value outside its allowed set; raised before any work starts."""
 
@@ -150,6 +156,10 @@ class TrainConfig:
     checkpoint_every: int = 50_000   # steps between resumable checkpoints
     precision: str = "bf16"          # bf16 | fp16 | fp32 autocast on the GPU; the CPU always runs fp32
     compile: bool = True             # torch.compile the training step on the GPU
+    grokfast_alpha: float = 0.0      # Grokfast (Lee et al. 2024): EMA decay of the gradient filter; 0 = off
+    grokfast_lambda: float = 0.0     # Grokfast: weight of the filtered gradient added to the raw one
+    snapshot_at_training_accuracy: float = 0.9   # keep EMA weights at the first evaluation reaching this (memorised)
+    snapshot_at_ood_exact_match: float = 0.5     # ... and at the first reaching this OOD exact match (grokked)
     seed: int = 0                    # seeds initialisation and batch order
 
     def validate(self) -> None:
@@ -162,6 +172,12 @@ class TrainConfig:
         check_choice("precision", self.precision, ("bf16", "fp16", "fp32"))
         if not 0 <= self.ema_decay < 1:
             raise ConfigError(f"ema_decay={self.ema_decay} must lie in [0, 1)")
+        if not 0 <= self.grokfast_alpha < 1:
+            raise ConfigError(f"grokfast_alpha={self.grokfast_alpha} must lie in [0, 1) (0 = Grokfast off)")
+        check_positive("grokfast_lambda", self.grokfast_lambda, allow_zero=True)
+        for name in ("snapshot_at_training_accuracy", "snapshot_at_ood_exact_match"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must lie in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -188,8 +204,8 @@ class RunConfig:
     def key(self) -> str:
         """Stable hash of the configuration: the identity of the run in the results store.
         Top-level fields that are unset (None) are left out, so a new optional field does not
-        change the identity of the runs that do not use it."""
-        return hash_dict({k: v for k, v in self.to_dict().items() if v is not None})
+        change the identity of the runs that do not use it; `SCIENCE_VERSION` is part of the key."""
+        return hash_dict({"science_version": SCIENCE_VERSION, **{k: v for k, v in self.to_dict().items() if v is not None}})
 
     @staticmethod
     def from_dict(d: dict) -> "RunConfig":

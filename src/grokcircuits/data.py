@@ -114,10 +114,11 @@ def compose(first: np.ndarray, second: np.ndarray, i: np.ndarray, j: np.ndarray)
 
 
 def sample_rows(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to n rows sampled without replacement (all of them if there are fewer), kept in their order."""
-    if len(rows) <= n:
-        return rows.copy()
-    return rows[np.sort(rng.choice(len(rows), size=n, replace=False))]
+    """Up to n rows drawn without replacement (all of them if there are fewer), in random order.
+
+    Random order matters: the rows of every set are sorted by head entity, and a reader that takes
+    the first k rows of a sample (`EncodedSet.take`) must get a random sample, not the lowest heads."""
+    return rows[rng.permutation(len(rows))[:n]]
 
 
 def _up_to_k_per_group(groups: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -149,7 +150,8 @@ class TwoHopData:
         return np.concatenate([self.atomic, self.train_inferred])
 
     def probe_sets(self) -> dict[str, np.ndarray]:
-        """The evaluation sets of PROTOCOL section 2; seeded by config.seed, one stream per set."""
+        """The evaluation sets of PROTOCOL section 2; seeded by config.seed, one stream per set.
+        Every set comes in random order (the full ones too), so any prefix is a random sample."""
         n = self.config.probe_size
         full = {
             "id_atomic": (self.atomic[~self.atomic_is_ood], True),
@@ -161,7 +163,7 @@ class TwoHopData:
         out = {}
         for stream, (name, (rows, sampled)) in enumerate(full.items()):
             rng = np.random.default_rng([self.config.seed, 0x9B0BE, stream])
-            out[name] = sample_rows(rows, n, rng) if sampled else rows.copy()
+            out[name] = sample_rows(rows, n if sampled else len(rows), rng)
         return out
 
     def sizes(self) -> dict[str, int]:

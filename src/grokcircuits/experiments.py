@@ -1,11 +1,10 @@
-"""The runs each chapter needs, and a way to train many of them (several at once on one GPU)."""
+"""The runs each chapter needs, and a way to train many of them (as ensembles on one device)."""
 from __future__ import annotations
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
-
 from .config import REGIMES, Profile, RunConfig, check_choice
-from .engine import Run, load_run, train
+from .training import MAX_MEMBERS, group_by_shape, train_group
+from .no_train import refuse_training_if_disabled
+from .runs import Run, load_run
 from .store import Store
 
 PRETRAIN_REGIMES_FOR_TRANSFER = ("natural", "both_full")
@@ -35,24 +34,21 @@ def transfer_runs(profile: Profile, seeds, regimes=PRETRAIN_REGIMES_FOR_TRANSFER
     return pre, fine
 
 
-def _train_in_worker(args):
-    config_dict, root, concurrent = args
-    run = train(RunConfig.from_dict(config_dict), Store(root), concurrent_runs=concurrent)
-    return run.record["key"]
-
-
-def train_many(configs: list[RunConfig], store: Store, workers: int = 1, log=print) -> dict[str, Run]:
-    """Train (or load) every configuration; with workers > 1, that many runs share the device, each
-    in its own process. Returns {key: Run}."""
+def train_many(configs: list[RunConfig], store: Store, workers: int | None = None, log=print,
+               max_members: int = MAX_MEMBERS, deadline: float | None = None) -> dict[str, Run | None]:
+    """Train (or load) every configuration: runs of one shape train together as one ensemble
+    (`group_by_shape`, at most `workers` each, or `max_members` when `workers` is None), parents
+    before their fine-tuning runs. The size of an ensemble never changes a run's result (the
+    equivalence tests), only how many runs share one batched step.
+    Returns {key: Run}, None for a run a `deadline` left incomplete."""
+    refuse_training_if_disabled(configs, store)   # publishing renders committed runs, never trains
     todo = [c for c in dict((c.key(), c) for c in configs).values() if load_run(c, store) is None]
     if todo:
         log(f"training {len(todo)} run(s) of {len(configs)}; the others come from {store.root}")
-    if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            list(pool.map(_train_in_worker, [(c.to_dict(), str(store.root), min(workers, len(todo))) for c in todo]))
-    else:
-        for i, c in enumerate(todo):
-            log(f"  run {i + 1}/{len(todo)}: {c.model.architecture} {c.data.regime} seed {c.train.seed}"
-                + (" (transfer)" if c.transfer else ""))
-            train(c, store)
+    groups = group_by_shape(todo, max_members=workers or max_members)
+    for i, group in enumerate(groups):
+        c = group[0]
+        log(f"  ensemble {i + 1}/{len(groups)}: {len(group)} run(s) of {c.model.architecture}"
+            + (" (transfer)" if c.transfer else ""))
+        train_group(group, store, deadline=deadline)
     return {c.key(): load_run(c, store) for c in configs}

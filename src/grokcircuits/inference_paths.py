@@ -1,23 +1,40 @@
 """Claim 1: compare the inference path of checkpoints before and after grokking on ID queries.
 
 The path is read two ways: the logit-lens map (where, over recursion states and token slots, the
-bridge entity is the head's top-1 token) and the causal-patching map (where patching a clean
-state into a corrupted run restores the clean answer). Two paths are compared by the cosine
-similarity of their maps.
+bridge entity is the head's top-1 token) and the causal-patching map of `patching` (where putting
+back a clean state into a bridge-changing corrupted run restores the clean answer's logit lead),
+together with the bridge-preserving kept rate (does the model still answer when the first hop is
+swapped for an untrained one reaching the same bridge).
+
+Which checkpoints: the *pre-grokking* one is the latest stored snapshot that has memorised the
+training set and fails the grokking criterion, strictly before the first evaluation that meets it
+(`pre_grok_step`; None when there is none, never a substitute); the *post-grokking* one is the end
+of a run that meets the criterion at its final evaluation (`grokked`).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 
-from .engine import Run, dataset
+from .config import ConfigError
+from .controls import Composer, Lookup
 from .models.trm import stage_names
-from .probes import EncodedSet, corrupt_first_hop, patching_map
+from .patching import Corruptions, PatchingResult, first_hop_corruptions, map_similarity, patching_sweep
+from .runs import Run, dataset
 
-MEMORISED = 0.9   # training accuracy at which the training set counts as fitted
-GROKKED = 0.5     # OOD exact match at which a run counts as grokked
-
+DEFAULT_GROKKING_CRITERION = 0.5   # OOD exact match at which a run counts as grokked
 OOD_SET = "test_inferred_ood"
 QUERY_SETS = ("train_inferred", "test_inferred_iid")   # the in-distribution query sets a path can be read on
+SIMILARITY_COLUMNS = ["seed", "grokked", "pre_step", "similarity", "low", "high", "chance_high"]
+_PATCHING_STREAM = 0xBA7C4          # the random stream of the patching queries, beside the run's seed
+
+
+def check_grokking_criterion(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"grokking_criterion={value!r} must be a number in (0, 1]: the OOD exact match at which a run counts as grokked")
+    return float(value)
 
 
 def stages_of(run: Run) -> list[str]:
@@ -28,22 +45,35 @@ def _entry(run: Run, step: int) -> dict:
     return next(e for e in run.curves if e["step"] == step)
 
 
-def grokked(run: Run) -> bool:
-    return run.curves[-1][OOD_SET]["exact_match"] >= GROKKED
+def _ood_exact_match(entry: dict) -> float:
+    return entry[OOD_SET]["exact_match"]
 
 
-def pre_grok_step(run: Run) -> int | None:
-    """The earliest snapshot whose training accuracy is high while OOD accuracy is still low;
-    failing that, the snapshot with the highest training accuracy before the end."""
-    snaps = [s for s in run.snapshot_steps() if s != run.record["steps"]] or run.snapshot_steps()
-    if not snaps:
-        return None
-    low_ood = [s for s in snaps if _entry(run, s)[OOD_SET]["exact_match"] < GROKKED]
-    fitted = [s for s in low_ood if _entry(run, s)["training_accuracy"] >= MEMORISED]
-    if fitted:
-        return fitted[0]
-    pool = low_ood or snaps
-    return max(pool, key=lambda s: _entry(run, s)["training_accuracy"])
+def grokked(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> bool:
+    """Whether the run's final evaluation meets the grokking criterion (OOD exact match)."""
+    return _ood_exact_match(run.curves[-1]) >= check_grokking_criterion(grokking_criterion)
+
+
+def first_grokked_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> int | None:
+    """The step of the first evaluation that meets the grokking criterion, or None."""
+    criterion = check_grokking_criterion(grokking_criterion)
+    return next((e["step"] for e in run.curves if _ood_exact_match(e) >= criterion), None)
+
+
+def pre_grok_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> int | None:
+    """The latest snapshot (before the end) whose training accuracy has reached the memorisation
+    threshold (`train.snapshot_at_training_accuracy`) and whose OOD exact match is below the grokking
+    criterion, strictly before the first evaluation that meets the criterion; None if there is none.
+    Never a fallback: a checkpoint that is not memorised-but-not-grokked is not a pre-grokking one."""
+    criterion = check_grokking_criterion(grokking_criterion)
+    memorised = run.config.train.snapshot_at_training_accuracy
+    by_step = {e["step"]: e for e in run.curves}
+    end = run.curves[-1]["step"]
+    first = first_grokked_step(run, criterion)
+    candidates = [s for s in run.snapshot_steps()
+                  if s in by_step and s < end and (first is None or s < first)
+                  and by_step[s]["training_accuracy"] >= memorised and _ood_exact_match(by_step[s]) < criterion]
+    return max(candidates, default=None)
 
 
 def lens_map(run: Run, step: int | None, set_: str, metric: str = "bridge_map") -> list:
@@ -51,49 +81,131 @@ def lens_map(run: Run, step: int | None, set_: str, metric: str = "bridge_map") 
     return e[set_][metric]
 
 
-def patching(run: Run, step: int | None, set_: str, n_queries: int) -> dict:
-    """Causal patching on ID queries of `set_` at one checkpoint (memoised in the results store)."""
+# --- patching ----------------------------------------------------------------------------------
+def _check_set(set_: str) -> None:
     if set_ not in QUERY_SETS:
-        raise ValueError(f"set_={set_!r}; allowed values: {QUERY_SETS}")
-    key = {"probe": "patching_first_hop", "run": run.key, "step": step if step is not None else "final",
+        raise ConfigError(f"query_set={set_!r} is not allowed; allowed values: {', '.join(map(repr, QUERY_SETS))}")
+
+
+def patching_corruptions(data, set_: str, n_queries: int, seed: int) -> Corruptions:
+    """n_queries clean ID queries of `set_`, drawn at random (seeded by `seed`), with their
+    bridge-preserving and bridge-changing partners."""
+    _check_set(set_)
+    trained = data.train_inferred
+    id_id_trained = trained[: len(trained) - data.n_injected_hop1 - data.n_injected_hop2]   # both hops ID
+    queries = id_id_trained if set_ == "train_inferred" else data.test_inferred_iid
+    rng = np.random.default_rng([seed, _PATCHING_STREAM])
+    return first_hop_corruptions(queries, data.atomic[~data.atomic_is_ood], trained, id_id_trained, n_queries, rng)
+
+
+def patching(run: Run, step: int | None, set_: str, n_queries: int) -> PatchingResult:
+    """The patching sweep of one checkpoint (step None = the end) on `n_queries` random ID queries
+    of `set_`, memoised in the run's results store."""
+    _check_set(set_)
+    key = {"probe": "patching_two_corruptions", "run": run.key, "step": step if step is not None else "final",
            "set": set_, "queries": n_queries}
 
     def compute():
         data = dataset(run.config.data)
-        rng = np.random.default_rng(run.config.train.seed)
-        queries = data.probe_sets()[set_][:n_queries]
-        id_facts = data.atomic[~data.atomic_is_ood]
-        clean, corrupt = corrupt_first_hop(queries, id_facts, rng)
+        corruptions = patching_corruptions(data, set_, n_queries, run.config.train.seed)
         model = run.load_model(step)
-        dev = next(model.parameters()).device
-        return patching_map(model, EncodedSet.build(clean, data.vocab, dev), EncodedSet.build(corrupt, data.vocab, dev))
+        return patching_sweep(model, corruptions, data.vocab, next(model.parameters()).device).to_json()
 
-    return run.store.memo("patching", key, compute)
-
-
-def informative_cells(patch: dict) -> np.ndarray:
-    """The patching map without the states that say nothing about the path: `Init` (the same for
-    every query, so patching it changes nothing) and the final commit (it *is* the output, so
-    patching it restores the answer trivially); restoration is taken above the corrupted baseline."""
-    r = np.asarray(patch["restoration"], float)[1:-1]                   # (n_stages - 2, 5)
-    return np.clip(r - patch["corrupt_baseline"], 0.0, None)
+    return PatchingResult.from_json(run.store.memo("patching", key, compute))
 
 
-def path_similarity(a: dict, b: dict) -> float:
-    """Cosine similarity of two patching results' informative cells (1 = the same path)."""
-    from .analysis import cosine
-    return cosine(informative_cells(a), informative_cells(b))
+def checkpoints_to_patch(natural: Run, both_full: Run,
+                         grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> list[tuple[str, Run, int | None]]:
+    """The checkpoints chapter 01 patches for one seed: (label, run, step; None = the end). The
+    pre-grokking checkpoint is left out where the run has none."""
+    pre = pre_grok_step(natural, grokking_criterion)
+    out = [("natural, pre-grokking", natural, pre)] if pre is not None else []
+    return out + [("natural, end", natural, None), ("both hops full, end", both_full, None)]
 
 
-def shuffled_similarity(a: dict, b: dict, draws: int = 200, seed: int = 0) -> float:
-    """Chance level: the mean similarity of `a` with `b`'s cells in random places."""
-    from .analysis import cosine
-    rng = np.random.default_rng(seed)
-    x, y = informative_cells(a).ravel(), informative_cells(b).ravel()
-    return float(np.nanmean([cosine(x, rng.permutation(y)) for _ in range(draws)]))
+def path_similarity_table(natural: list[Run], set_: str, n_queries: int,
+                          grokking_criterion: float = DEFAULT_GROKKING_CRITERION, draws: int = 1000) -> pd.DataFrame:
+    """One row per natural run: whether it grokked, its pre-grokking step, and the similarity of
+    the pre-grokking and final patching maps with its 95% bootstrap interval over queries and the
+    upper end of the chance level (NaN where the run has no pre-grokking checkpoint)."""
+    rows = []
+    for run in natural:
+        seed = run.config.train.seed
+        pre = pre_grok_step(run, grokking_criterion)
+        row = {"seed": seed, "grokked": grokked(run, grokking_criterion), "pre_step": pre,
+               "similarity": np.nan, "low": np.nan, "high": np.nan, "chance_high": np.nan}
+        if pre is not None:
+            s = map_similarity(patching(run, pre, set_, n_queries), patching(run, None, set_, n_queries), draws, seed)
+            row.update({k: s[k] for k in ("similarity", "low", "high", "chance_high")})
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=SIMILARITY_COLUMNS)
+    table["grokked"] = table["grokked"].astype(bool)
+    table["pre_step"] = pd.Series([r["pre_step"] for r in rows], dtype=object, index=table.index)   # int or None
+    return table
 
 
-def checkpoints_to_patch(natural: Run, both_full: Run) -> list[tuple[str, Run, int | None]]:
-    """The checkpoints chapter 01 patches for one seed: (label, run, step; None = the end)."""
-    return [("natural, pre-grokking", natural, pre_grok_step(natural)), ("natural, end", natural, None),
-            ("both hops full, end", both_full, None)]
+# --- the controls ------------------------------------------------------------------------------
+CONTROLS = {"composer (hand-built)": Composer, "lookup (hand-built)": Lookup}
+
+
+def control_patching(data, set_: str, n_queries: int, seed: int = 0, store=None) -> dict[str, PatchingResult]:
+    """The patching sweep of the hand-built controls (`controls`) on the same random queries as a
+    run of this dataset and seed; memoised in `store` when one is given."""
+    def compute():
+        corruptions = patching_corruptions(data, set_, n_queries, seed)
+        return {name: patching_sweep(cls(data), corruptions, data.vocab, "cpu").to_json() for name, cls in CONTROLS.items()}
+
+    if store is None:
+        out = compute()
+    else:
+        key = {"probe": "patching_controls", "data": dataclasses.asdict(data.config), "set": set_,
+               "queries": n_queries, "seed": seed}
+        out = store.memo("patching", key, compute)
+    return {name: PatchingResult.from_json(d) for name, d in out.items()}
+
+
+def patching_frame(result: PatchingResult, **labels) -> pd.DataFrame:
+    """The normalised map as a long frame (stage, position, value) for a heat map, with `labels` as columns."""
+    m = result.normalised_map()
+    return pd.DataFrame([{"stage": st, "position": pos, "value": float(m[i, j]), **labels}
+                         for i, st in enumerate(result.states) for j, pos in enumerate(result.positions)])
+
+
+# --- tables the chapter shows ------------------------------------------------------------------
+def checkpoint_table(natural: list[Run], grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> pd.DataFrame:
+    """Per natural run: the pre-grokking checkpoint (if any) and the end, with what they had reached."""
+    rows = []
+    for run in natural:
+        pre, end = pre_grok_step(run, grokking_criterion), run.curves[-1]
+        e_pre = _entry(run, pre) if pre is not None else None
+        rows.append({"seed": run.config.train.seed, "pre-grokking step": pre,
+                     "training accuracy then": e_pre["training_accuracy"] if e_pre else np.nan,
+                     "OOD exact match then": _ood_exact_match(e_pre) if e_pre else np.nan,
+                     "first step meeting the criterion": first_grokked_step(run, grokking_criterion),
+                     "final step": end["step"], "final training accuracy": end["training_accuracy"],
+                     "final OOD exact match": _ood_exact_match(end), "grokked": grokked(run, grokking_criterion)})
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def score_table(results: dict, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per patched checkpoint (label -> PatchingResult): the clean accuracy, the clean run's logit
+    lead over the bridge-changing run (the normalised map's denominator) and the bridge-preserving
+    kept rate with its 95% bootstrap interval over queries."""
+    from .patching import kept_rate_interval
+    rows = []
+    for label, r in results.items():
+        kept, low, high = kept_rate_interval(r, draws, seed)
+        rows.append({"checkpoint": label, "queries": len(r), "clean answered right": float(r.clean_right.mean()),
+                     "logit lead, clean minus bridge-changing": float(r.clean_ld.mean() - r.corrupt_ld.mean()),
+                     "bridge-preserving: answer kept": kept, "kept, low": low, "kept, high": high})
+    return pd.DataFrame(rows).set_index("checkpoint")
+
+
+def similarity_rows(pairs: dict, draws: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per named pair (name -> (PatchingResult, PatchingResult)): the map similarity, its 95%
+    bootstrap interval and the chance level (mean and upper end)."""
+    rows = []
+    for name, (a, b) in pairs.items():
+        s = map_similarity(a, b, draws, seed)
+        rows.append({"comparison": name, **{k: s[k] for k in ("similarity", "low", "high", "chance", "chance_high")}})
+    return pd.DataFrame(rows).set_index("comparison")

@@ -1,9 +1,9 @@
-"""Probes of the recursion: logit lens over the named states, bridge/target found, the stage x slot
-maps of where they appear, and causal patching between clean and corrupted queries.
+"""Probes of the recursion: logit lens over the named states, bridge/target found, and the stage x
+slot maps of where they appear (causal patching lives in `patching`).
 
 PROTOCOL.md section 5. "Bridge found" (the authors' definition): the true bridge entity is the
 head's top-1 token at any stage and any slot; "target found": the gold tail appears anywhere.
-Every probe hooks the recursion only through the `visit` callback of one forward call, so no
+Every probe reads the recursion through the named hooks of `hooks` (one forward call each), so no
 hook outlives the probe.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .data import Vocab, answer_slot, encode, is_atomic
+from .hooks import run_with_hooks
 from .losses import exact_match, supervised_mask
 
 
@@ -52,12 +53,17 @@ def _batches(n: int, size: int):
 
 @torch.no_grad()
 def lens_top1(model, inputs: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """(N, n_stages, 5) top-1 token of the head read at every named state and token slot."""
+    """(N, n_stages, 5) top-1 token of the head read at every named state and token slot.
+    Read inside a hook rather than from a cache: a cache of every state would hold n_stages
+    full-width states per query."""
     out = []
     for sl in _batches(inputs.shape[0], batch_size):
-        tops = []
-        model(inputs[sl], None, visit=lambda name, z: (tops.append(model.readout(z).argmax(-1)), z)[1])
-        out.append(torch.stack(tops, dim=1))                                       # (b, n_stages, 5)
+        tops: dict[str, torch.Tensor] = {}
+
+        def read(state, name):                                                     # state (b, S, D)
+            tops[name] = model.readout(state).argmax(-1)                           # (b, 5)
+        run_with_hooks(model, inputs[sl], {name: read for name in model.stages})
+        out.append(torch.stack([tops[n] for n in model.stages], dim=1))            # (b, n_stages, 5)
     return torch.cat(out)
 
 
@@ -71,9 +77,29 @@ def exact_match_rate(model, s: EncodedSet, batch_size: int = 1024) -> float:
 
 
 @torch.no_grad()
+def exact_match_rates(model, s: EncodedSet, batch_size: int = 1024) -> tuple[float, float]:
+    """(exact match over the supervised slots, exact match at the answer slot alone), one pass.
+    The second has one definition for every model, whatever slots its training supervised (the
+    recursive model also copies the prefix; the standard transformer is trained on the answer)."""
+    full = answer = 0
+    for sl in _batches(len(s), batch_size):
+        logits, _ = model(s.inputs[sl], s.labels[sl])                              # (b, 5, V)
+        labels, target = s.labels[sl], s.target[sl]                                # (b, 5), (b,)
+        full += int(exact_match(logits, labels, s.mask[sl]).sum())
+        # the answer slot: 2 for atomic facts (their label slot 2 is the tail), else 3 (slot 2 is r2)
+        slot = torch.where(labels[:, 2] == target, 2, 3)                           # (b,)
+        predicted = logits.argmax(-1).gather(1, slot[:, None]).squeeze(1)          # (b,)
+        answer += int((predicted == target).sum())
+    n = max(len(s), 1)
+    return full / n, answer / n
+
+
+@torch.no_grad()
 def path_summary(model, s: EncodedSet, with_lens: bool) -> dict:
-    """Exact match; for two-hop sets and the recursive model also bridge/target found and their maps."""
-    out = {"exact_match": exact_match_rate(model, s)}
+    """Exact match (over the supervised slots, and at the answer slot alone); for two-hop sets and
+    the recursive model also bridge/target found and their maps."""
+    full, answer = exact_match_rates(model, s)
+    out = {"exact_match": full, "answer_exact_match": answer}
     if with_lens and s.two_hop:
         top = lens_top1(model, s.inputs)                                           # (N, n_stages, 5)
         is_bridge = top == s.bridge[:, None, None]                                 # (N, n_stages, 5)
@@ -87,61 +113,3 @@ def path_summary(model, s: EncodedSet, with_lens: bool) -> dict:
             target_map=is_target.float().mean(0).tolist(),
         )
     return out
-
-
-# --- causal patching ------------------------------------------------------------------------
-def corrupt_first_hop(queries: np.ndarray, facts: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """For each two-hop query (h, r1, r2, b, t), find a query (h', r1', r2, b', t') from the same
-    `facts` with another head entity whose bridge differs and whose answer differs.
-    Returns (kept clean queries, their corrupted partners), both (M, 5)."""
-    by_head_rel = {(int(h), int(r)): int(t) for h, r, t in facts[:, [0, 1, 4]]}
-    heads_by_rel: dict[int, list[tuple[int, int]]] = {}
-    for (h, r), t in by_head_rel.items():
-        heads_by_rel.setdefault(r, []).append((h, t))
-    clean, corrupt = [], []
-    for h, r1, r2, b, t in queries:
-        cands = heads_by_rel.get(int(r1), [])
-        for j in rng.permutation(len(cands)):
-            h2, b2 = cands[j]
-            t2 = by_head_rel.get((b2, int(r2)))
-            if h2 != h and b2 != b and t2 is not None and t2 != t:
-                clean.append((h, r1, r2, b, t))
-                corrupt.append((h2, r1, r2, b2, t2))
-                break
-    return np.array(clean, dtype=np.int64).reshape(-1, 5), np.array(corrupt, dtype=np.int64).reshape(-1, 5)
-
-
-@torch.no_grad()
-def patching_map(model, clean: EncodedSet, corrupt: EncodedSet, batch_size: int = 512) -> dict:
-    """Run the corrupted query, but replace one named state at one token slot with the clean
-    query's state. The restoration rate is how often the answer then becomes the clean answer.
-
-    Only queries whose clean run is answered right count (restoration needs a right answer to restore).
-    Returns restoration[n_stages][5], plus the clean and corrupted baselines."""
-    P = model.config.prefix_slots
-    stages = model.stages
-    n_slots = clean.inputs.shape[1]
-    hits = torch.zeros(len(stages), n_slots, device=clean.inputs.device)
-    base_clean = base_corrupt = 0.0
-    answer = 3                                                                     # two-hop answer slot
-    for sl in _batches(len(clean), batch_size):
-        cached: dict[str, torch.Tensor] = {}
-        logits, _ = model(clean.inputs[sl], None, visit=lambda n, z: cached.setdefault(n, z.clone()))
-        tgt_clean = clean.target[sl]                                               # (b,)
-        right = logits[:, answer].argmax(-1) == tgt_clean                          # (b,) queries that count
-        base_clean += float(right.sum())
-        logits, _ = model(corrupt.inputs[sl], None)
-        base_corrupt += float(((logits[:, answer].argmax(-1) == tgt_clean) & right).sum())
-        for si, stage in enumerate(stages):
-            for slot in range(n_slots):
-                def patch(name, z, stage=stage, slot=slot):
-                    if name != stage:
-                        return z
-                    z = z.clone()
-                    z[:, P + slot] = cached[name][:, P + slot]
-                    return z
-                logits, _ = model(corrupt.inputs[sl], None, visit=patch)
-                hits[si, slot] += ((logits[:, answer].argmax(-1) == tgt_clean) & right).sum()
-    n_right = max(base_clean, 1.0)
-    return {"restoration": (hits / n_right).tolist(), "clean_baseline": base_clean / max(len(clean), 1),
-            "corrupt_baseline": base_corrupt / n_right, "n": len(clean), "n_right": int(base_clean), "stages": stages}

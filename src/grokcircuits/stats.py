@@ -18,13 +18,14 @@ def t_quantile(df: int) -> float:
 
 def mean_interval(values, bounds: tuple[float, float] | None = (0.0, 1.0)) -> tuple[float, float, float]:
     """(mean, low, high): a 95% Student t interval over seeds, clipped to `bounds` (rates and
-    similarities live in [0, 1]); with one value the interval is that value."""
+    similarities live in [0, 1]). One value says nothing about the spread: its interval is the
+    whole of `bounds` (unbounded without them), so no verdict can rest on a single seed."""
     v = np.asarray(list(values), dtype=float)
     if len(v) == 0:
         return (math.nan, math.nan, math.nan)
     m = float(v.mean())
     if len(v) == 1:
-        return (m, m, m)
+        return (m, bounds[0], bounds[1]) if bounds is not None else (m, -math.inf, math.inf)
     half = t_quantile(len(v) - 1) * float(v.std(ddof=1)) / math.sqrt(len(v))
     lo, hi = m - half, m + half
     if bounds is not None:

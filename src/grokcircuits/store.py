@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 
 from . import __version__
-from .config import hash_dict
+from .config import SCIENCE_VERSION, hash_dict
 
 RESULTS_ENV = "GROKCIRCUITS_RESULTS"   # overrides the base folder `results` (tests point it at a temporary folder)
 
@@ -109,10 +109,12 @@ class Store:
 
     # --- probe results ---
     def memo(self, kind: str, config: dict, compute: Callable[[], Any]) -> Any:
-        """Return the stored result for (kind, config); compute and store it if absent."""
-        path = self.root / "memo" / kind / f"{hash_dict(config)}.json"
+        """Return the stored result for (kind, config); compute and store it if absent. The science
+        version is part of the key, so a result made by older probe code is never served."""
+        path = self.root / "memo" / kind / f"{hash_dict({'science_version': SCIENCE_VERSION, **config})}.json"
         if path.exists():
             return read_json(path)["result"]
         result = compute()
-        write_json(path, {"config": config, "code_version": code_version(), "result": result})
+        write_json(path, {"config": config, "science_version": SCIENCE_VERSION, "code_version": code_version(),
+                          "result": result})
         return result

@@ -38,14 +38,18 @@ class TransferData:
         return np.concatenate([self.retained_atomic, self.retained_inferred, self.new_atomic])
 
     def probe_sets(self) -> dict[str, np.ndarray]:
-        rng_atomic, rng_inferred = (np.random.default_rng([self.config.seed, 0x7EA5, s]) for s in (0, 1))
+        """The evaluation sets, each in a seeded random order, so that the first n rows of a set
+        (an evaluation's `eval_size`) are a random sample of it, not its lowest head entities."""
+        rng = {name: np.random.default_rng([self.config.seed, 0x7EA5, s]) for s, name in enumerate(
+            ["old_atomic", "old_inferred", "new_atomic", "new_old", "old_new", "new_new"])}
+        whole = lambda name, rows: rows[rng[name].permutation(len(rows))]
         return {
-            "new_atomic": self.new_atomic.copy(),
-            "old_atomic": sample_rows(self.retained_atomic, self.probe_size, rng_atomic),
-            "old_inferred": sample_rows(self.retained_inferred, self.probe_size, rng_inferred),
-            "new_old": self.new_old.copy(),
-            "old_new": self.old_new.copy(),
-            "new_new": self.new_new.copy(),
+            "new_atomic": whole("new_atomic", self.new_atomic),
+            "old_atomic": sample_rows(self.retained_atomic, self.probe_size, rng["old_atomic"]),
+            "old_inferred": sample_rows(self.retained_inferred, self.probe_size, rng["old_inferred"]),
+            "new_old": whole("new_old", self.new_old),
+            "old_new": whole("old_new", self.old_new),
+            "new_new": whole("new_new", self.new_new),
         }
 
     def sizes(self) -> dict[str, int]:

@@ -40,18 +40,40 @@ def rms_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
-def trunc_normal_(w: torch.Tensor, std: float) -> torch.Tensor:
-    return nn.init.trunc_normal_(w, std=std, a=-2 * std, b=2 * std)
+def _truncation_factor(lower: float = -2.0, upper: float = 2.0) -> float:
+    """Standard deviation of a unit normal truncated to [lower, upper] (about 0.88 for +-2)."""
+    sqrt2, c = math.sqrt(2), (2 * math.pi) ** -0.5
+    z = (math.erf(upper / sqrt2) - math.erf(lower / sqrt2)) / 2
+    pdf_lower, pdf_upper = c * math.exp(-0.5 * lower ** 2), c * math.exp(-0.5 * upper ** 2)
+    return math.sqrt(1 - (upper * pdf_upper - lower * pdf_lower) / z - ((pdf_upper - pdf_lower) / z) ** 2)
+
+
+@torch.no_grad()
+def trunc_normal_(w: torch.Tensor, std: float, lower: float = -2.0, upper: float = 2.0) -> torch.Tensor:
+    """Truncated normal whose *truncated* distribution has standard deviation `std`, as the reference
+    code (a port of JAX's initialiser). `nn.init.trunc_normal_(std=s, a=-2s, b=2s)` alone gives 0.88 s."""
+    if std == 0:
+        return w.zero_()
+    sqrt2 = math.sqrt(2)
+    corrected = std / _truncation_factor(lower, upper)
+    w.uniform_(math.erf(lower / sqrt2), math.erf(upper / sqrt2))
+    w.erfinv_().mul_(sqrt2 * corrected)
+    return w.clip_(lower * corrected, upper * corrected)
 
 
 class Linear(nn.Linear):
-    """Bias-free linear layer with the authors' init: truncated normal, std 1/sqrt(fan_in)."""
+    """Bias-free linear layer with the authors' init (truncated normal, std 1/sqrt(fan_in)) and their
+    numerics: the fp32 weight is cast to the input's dtype (bf16 on the GPU) in every matmul."""
 
     def __init__(self, n_in: int, n_out: int, bias: bool = False):
         super().__init__(n_in, n_out, bias=bias)
         trunc_normal_(self.weight, 1 / math.sqrt(n_in))
         if bias:
             nn.init.zeros_(self.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:   # (..., n_in) -> (..., n_out)
+        bias = self.bias.to(x.dtype) if self.bias is not None else None
+        return F.linear(x, self.weight.to(x.dtype), bias)
 
 
 class SwiGLU(nn.Module):
@@ -98,9 +120,14 @@ StateVisitor = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 class TRM(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int):
+    """`compute_dtype` is the dtype of the residual stream: float32 (CPU, probes) or bfloat16 (the
+    authors' GPU numerics: parameters stay fp32 and are cast in every matmul, the start states and the
+    stream are bf16, RMSNorm runs in fp32 and is cast back, the loss is taken in float64)."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int, compute_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.config = config
+        self.compute_dtype = compute_dtype
         D, P = config.width, config.prefix_slots
         self.positions = P + SEQ_LEN
         self.stages = stage_names(config.h_cycles, config.l_cycles)
@@ -121,7 +148,7 @@ class TRM(nn.Module):
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         B = inputs.shape[0]
-        x = self.embed_tokens(inputs)                               # (B, 5, D)
+        x = self.embed_tokens(inputs).to(self.compute_dtype)        # (B, 5, D)
         P = self.config.prefix_slots
         if P > 0:
             prefix = x.new_zeros(B, P, x.shape[-1])                 # (B, P, D)

@@ -1,0 +1,312 @@
+"""The sweep: where does the recursive model grok, and what does it cost?
+
+    python -m grokcircuits sweep --grid first --budget-seconds 375    # make sweep GRID=first BUDGET=375
+
+Trains a named grid (`grids.py`) as ensembles (configurations that share shapes train together),
+under one wall-clock budget: at the budget every unfinished run is stored as "incomplete" with the
+steps it reached and its curves so far, and the table is written and printed all the same. The
+table (results/sweep/<grid>/table.json and .csv) gives for every point the steps and epochs to each
+threshold, the final OOD atomic exact match beside the OOD curve (OOD compositions need the OOD
+facts stored first), the standard transformer's OOD exact match at the same graph, the cost and the
+device. `choose_gpu_profile` reads a table and names the cheapest point that shows the contrast.
+Plain Python (torch and numpy only), for bare GPU machines.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+from .config import RunConfig
+from .grids import Grid
+from .stats import first_crossing
+from .store import Store, read_json, results_root, write_json
+
+# What the table reads from one curve entry (an evaluation): None where the set was not evaluated.
+def _training(e):
+    return e.get("training_accuracy")
+
+
+def _metric(set_name: str, metric: str = "exact_match"):
+    return lambda e: e.get(set_name, {}).get(metric)
+
+
+_id, _ood, _ood_atomic = _metric("test_inferred_iid"), _metric("test_inferred_ood"), _metric("ood_atomic")
+_bridge = _metric("test_inferred_ood", "bridge_found")
+
+# (column, reader, threshold): the first crossings the table reports, in steps and in epochs
+CROSSINGS = (("training_0.9", _training, 0.9), ("id_0.9", _id, 0.9), ("ood_0.5", _ood, 0.5),
+             ("ood_0.9", _ood, 0.9), ("bridge_0.5", _bridge, 0.5))
+# The contrast a GPU profile must show (choose_gpu_profile): recursive model groks, standard one does not.
+RECURSIVE_OOD_AT_LEAST = 0.5
+STANDARD_OOD_AT_MOST = 0.1
+ID_ABOVE = 0.9
+NEXT_GRID = "the next grid follows: longer, larger lr, more entities"
+
+
+def sweep_root() -> Path:
+    """results/sweep (or under GROKCIRCUITS_RESULTS): the runs' store, and one folder per grid's table."""
+    return results_root("sweep")
+
+
+def table_dir(grid_name: str) -> Path:
+    return sweep_root() / grid_name
+
+
+# --- reading the store ---------------------------------------------------------------------------
+def stored(store: Store, config: RunConfig) -> tuple[dict | None, list[dict]]:
+    """(record, curves) of a run, complete or incomplete; (None, []) if it never started."""
+    key = config.key()
+    if not (store.run_dir(key) / "record.json").exists():
+        return None, []
+    return store.record(key), store.curves(key)
+
+
+def _final(curves: list[dict], read) -> float | None:
+    return read(curves[-1]) if curves else None
+
+
+def _steps_per_epoch(record: dict) -> float | None:
+    n = record.get("dataset", {}).get("train_examples")
+    batch = record.get("config", {}).get("train", {}).get("batch_size")
+    if n and batch:
+        return n // min(batch, n)
+    return record["steps"] / record["epochs"] if record.get("epochs") else None
+
+
+def _epochs(steps: int | None, per_epoch: float | None) -> float | None:
+    return round(steps / per_epoch, 1) if steps is not None and per_epoch else None
+
+
+def knobs(config: RunConfig) -> dict:
+    """The grid's axes of one point, as the table names them."""
+    t = config.train
+    return {"n_entities": config.data.n_entities, "width": config.model.width, "lr": t.lr,
+            "weight_decay": t.weight_decay, "grokfast": "on" if t.grokfast_lambda > 0 else "off",
+            "steps_planned": t.steps}
+
+
+def row_of(config: RunConfig, record: dict | None, curves: list[dict],
+           standard_record: dict | None, standard_curves: list[dict]) -> dict:
+    """One line of the table: a recursive-model point and the standard transformer at its graph."""
+    row = {"key": config.key(), **knobs(config), "status": record["status"] if record else "not started"}
+    per_epoch = _steps_per_epoch(record) if record else None
+    row["steps"] = record["steps"] if record else 0
+    row["epochs"] = _epochs(row["steps"], per_epoch)
+    steps = [e["step"] for e in curves]
+    for name, read, threshold in CROSSINGS:
+        hit = first_crossing(steps, [read(e) for e in curves], threshold)
+        row[f"steps_to_{name}"], row[f"epochs_to_{name}"] = hit, _epochs(hit, per_epoch)
+    row.update(
+        final_training_accuracy=_final(curves, _training),
+        final_id_exact_match=_final(curves, _id),
+        final_ood_exact_match=_final(curves, _ood),
+        final_ood_atomic_exact_match=_final(curves, _ood_atomic),
+        final_bridge_found=_final(curves, _bridge),
+        standard_status=standard_record["status"] if standard_record else "not started",
+        standard_id_exact_match=_final(standard_curves, _id),
+        standard_ood_exact_match=_final(standard_curves, _ood),
+        standard_ood_exact_match_max=max((v for v in map(_ood, standard_curves) if v is not None), default=None),
+        wall_seconds=record.get("wall_seconds") if record else None,
+        gpu_seconds=record.get("gpu_seconds") if record else None,
+        device=record.get("device") if record else None,
+    )
+    row["seconds_to_ood_0.5"] = _seconds_to(row, row["steps_to_ood_0.5"])
+    return row
+
+
+def _seconds_to(row: dict, step: int | None) -> float | None:
+    """The run's share of the device until `step`: GPU-seconds where measured (the ensemble's time
+    split among its members), else wall seconds, in proportion of the steps."""
+    cost = row["gpu_seconds"] or row["wall_seconds"]
+    if step is None or not cost or not row["steps"]:
+        return None
+    return round(cost * step / row["steps"], 2)
+
+
+def sweep_table(grid: Grid, store: Store) -> list[dict]:
+    rows = []
+    for c in grid.recursive:
+        standard = grid.standard_for(c)
+        rows.append(row_of(c, *stored(store, c), *stored(store, standard)))
+    return rows
+
+
+# --- the choice of a GPU profile -----------------------------------------------------------------
+def criteria(row: dict) -> dict[str, bool]:
+    """The contrast the book's GPU profile must show, criterion by criterion."""
+    def at_least(v, x):
+        return v is not None and v >= x
+
+    def above(v, x):
+        return v is not None and v > x
+    return {
+        "recursive model reaches OOD exact match >= 0.5": at_least(row["final_ood_exact_match"], RECURSIVE_OOD_AT_LEAST),
+        "recursive model exceeds 0.9 on ID": above(row["final_id_exact_match"], ID_ABOVE),
+        "standard transformer stays <= 0.1 on OOD": (row["standard_ood_exact_match_max"] is not None
+                                                     and row["standard_ood_exact_match_max"] <= STANDARD_OOD_AT_MOST),
+        "standard transformer exceeds 0.9 on ID": above(row["standard_id_exact_match"], ID_ABOVE),
+    }
+
+
+def choose_gpu_profile(table) -> dict | None:
+    """The cheapest point (device seconds to OOD exact match 0.5, then steps) in which the recursive
+    model on natural data reaches OOD exact match >= 0.5 and the standard transformer at the same
+    graph stays <= 0.1 on OOD, both above 0.9 on ID; None if no point does. `table` is a table
+    (dict with "rows") or its list of rows."""
+    rows = table["rows"] if isinstance(table, dict) else table
+    ok = [r for r in rows if all(criteria(r).values())]
+    if not ok:
+        return None
+    return min(ok, key=lambda r: (r["seconds_to_ood_0.5"] if r["seconds_to_ood_0.5"] is not None else float("inf"),
+                                  r["steps_to_ood_0.5"] if r["steps_to_ood_0.5"] is not None else float("inf")))
+
+
+def note_for(choice: dict | None, rows: list[dict]) -> str:
+    if not rows:
+        return f"no point of this grid has been trained yet; {NEXT_GRID}"
+    incomplete = sum(r["status"] != "complete" for r in rows)
+    tail = f" ({incomplete} of {len(rows)} points did not finish within the budget)" if incomplete else ""
+    if choice is None:
+        return (f"no point shows the contrast (recursive model OOD >= {RECURSIVE_OOD_AT_LEAST} and ID > {ID_ABOVE}; "
+                f"standard transformer OOD <= {STANDARD_OOD_AT_MOST} and ID > {ID_ABOVE}){tail}: {NEXT_GRID}")
+    return (f"cheapest point that shows the contrast: {describe_point(choice)}, OOD exact match 0.5 after "
+            f"{choice['steps_to_ood_0.5']} steps ({choice['seconds_to_ood_0.5']} device seconds){tail}")
+
+
+def describe_point(row: dict) -> str:
+    return (f"{row['n_entities']} entities, width {row['width']}, lr {row['lr']:g}, weight decay "
+            f"{row['weight_decay']:g}, Grokfast {row['grokfast']}")
+
+
+# --- the table on disk and on screen -------------------------------------------------------------
+def make_table(grid: Grid, store: Store, **about) -> dict:
+    rows = sweep_table(grid, store)
+    choice = choose_gpu_profile(rows)
+    devices = sorted({r["device"] for r in rows if r["device"]})
+    return {"grid": grid.name, "description": grid.description, "left_out": grid.left_out, "devices": devices,
+            "on_gpu": any(r.get("gpu_seconds") for r in rows), **about, "rows": rows,
+            "choice": choice["key"] if choice else None, "note": note_for(choice, rows)}
+
+
+def write_table(table: dict, folder: Path) -> None:
+    write_json(folder / "table.json", table)
+    buf = io.StringIO()
+    rows = table["rows"]
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    (folder / "table.csv").write_text(buf.getvalue())
+
+
+PRINTED = (("n_entities", "ent"), ("width", "D"), ("lr", "lr"), ("weight_decay", "wd"), ("grokfast", "gf"),
+           ("status", "status"), ("steps", "steps"), ("steps_to_training_0.9", "train.9"), ("steps_to_id_0.9", "id.9"),
+           ("steps_to_ood_0.5", "ood.5"), ("steps_to_ood_0.9", "ood.9"), ("steps_to_bridge_0.5", "bridge.5"),
+           ("final_ood_exact_match", "ood"), ("final_ood_atomic_exact_match", "oodatom"),
+           ("standard_ood_exact_match", "std_ood"), ("wall_seconds", "wall_s"), ("gpu_seconds", "gpu_s"))
+
+
+def format_table(table: dict) -> str:
+    def cell(v):
+        if v is None:
+            return "-"
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+    lines = [[h for _, h in PRINTED]] + [[cell(r[k]) for k, _ in PRINTED] for r in table["rows"]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(PRINTED))]
+    text = "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
+    devices = ", ".join(table.get("devices") or []) or "none yet"
+    return f"grid {table['grid']}: {table['description']}\ndevice: {devices}\n{text}\nnote: {table['note']}"
+
+
+def load_tables() -> list[dict]:
+    """Every sweep table written so far (for the cost chapter)."""
+    return [read_json(p) for p in sorted(sweep_root().glob("*/table.json"))]
+
+
+# --- planning: a rough cost model (the GPU kit measures the real rates) ---------------------------
+PLANNING = {   # assumed on one H100, for planning only
+    "matmul_flops_per_s": 400e12,    # half the measured 800 TFLOP/s bf16 peak: small batched matrices
+    "bytes_per_s": 2.5e12,           # of the 3.0 TB/s a device-to-device copy reaches
+    "launch_floor_s": {"trm": 1.5e-3, "gpt": 0.5e-3},   # one replay of the step's CUDA graph (hundreds of kernels)
+    "compile_s": 60.0,               # torch.compile and CUDA-graph capture of one ensemble's step
+    "cpu_flops_per_s": 5e10,
+}
+
+
+def trm_traffic_bytes(config: RunConfig) -> float:
+    """Activation bytes one step of the recursive model moves through device memory (bf16, unfused
+    matmul outputs written and read once): per block application and sample, the token MLP's
+    gate/up output and product (6 D x hidden), the channel MLP's (6 S x hidden), the residuals and
+    norms (8 S x D); the backward pass counted like the FLOPs (twice, on the applications with
+    gradient). At the first grid's width 128 the token MLP dominates and a step is memory-bound."""
+    from .models.trm import swiglu_hidden
+    m, B = config.model, config.train.batch_size
+    S, D = m.prefix_slots + 5, m.width
+    ht, hc = swiglu_hidden(S, m.expansion, m.token_multiple), swiglu_hidden(D, m.expansion, m.token_multiple)
+    per_application = 2 * B * (6 * D * ht + 6 * S * hc + 8 * S * D)
+    return per_application * (m.h_cycles * (m.l_cycles + 1) * m.blocks + 2 * (m.l_cycles + 1) * m.blocks)
+
+
+def seconds_per_step(configs: list[RunConfig], device_type: str) -> float:
+    """Planning estimate of one step of `configs` as one ensemble: the larger of its launch floor, its
+    FLOPs at the assumed matmul rate and (recursive model) its activation traffic at the assumed bandwidth."""
+    from .training import model_flops_per_step
+    flops = sum(model_flops_per_step(c) for c in configs)
+    if device_type != "cuda":
+        return flops / PLANNING["cpu_flops_per_s"]
+    arch = configs[0].model.architecture
+    traffic = sum(trm_traffic_bytes(c) for c in configs) if arch == "trm" else 0.0
+    return max(PLANNING["launch_floor_s"][arch], flops / PLANNING["matmul_flops_per_s"], traffic / PLANNING["bytes_per_s"])
+
+
+def estimate_seconds(configs: list[RunConfig], device_type: str) -> float:
+    """Planning estimate of training `configs` as one ensemble: a compile, then the longest run's steps
+    (evaluations, data building and process start left out)."""
+    compiled = device_type == "cuda" and any(c.train.compile for c in configs)
+    steps = max(c.train.steps for c in configs)
+    return (PLANNING["compile_s"] if compiled else 0.0) + steps * seconds_per_step(configs, device_type)
+
+
+def plan(grid: Grid, device_type: str = "cuda") -> list[dict]:
+    """The ensembles the grid trains as and their estimated seconds (`sweep --plan`)."""
+    from .training import group_by_shape
+    return [{"runs": len(g), "architecture": g[0].model.architecture, "width": g[0].model.width,
+             "steps": max(c.train.steps for c in g), "ms_per_step": round(1e3 * seconds_per_step(g, device_type), 2),
+             "estimated_seconds": round(estimate_seconds(g, device_type))} for g in group_by_shape(grid.configs())]
+
+
+# --- running it ----------------------------------------------------------------------------------
+def run_sweep(grid: Grid, budget_seconds: float, device=None, log=print, stop_after: int | None = None) -> dict:
+    """Train the grid within `budget_seconds` of wall time, then write and print its table. A later
+    call resumes the runs left incomplete (and loads the finished ones).
+
+    Groups of one shape train as one ensemble each, cheapest first; each group gets the share of
+    the time left that its estimated cost bears to the cost of all groups still to come, so a
+    group that finishes early leaves its time to the next and every group gets some time.
+    `stop_after` stops every ensemble after that many steps of this call, as the budget would."""
+    from .engine import group_by_shape, train_group
+    from .runs import default_device, load_run
+    start = time.time()
+    deadline = start + budget_seconds
+    device = device or default_device()
+    store = Store(sweep_root())
+    todo = [c for c in grid.configs() if load_run(c, store) is None]
+    groups = sorted(group_by_shape(todo), key=lambda g: estimate_seconds(g, device.type)) if todo else []
+    costs = [estimate_seconds(g, device.type) for g in groups]
+    log(f"sweep {grid.name}: {len(todo)} of {len(grid.configs())} runs to train in {len(groups)} ensemble(s), "
+        f"budget {budget_seconds:.0f} s on {device}")
+    for i, group in enumerate(groups):
+        left = deadline - time.time()
+        if left <= 0:
+            log(f"  budget spent: {len(groups) - i} ensemble(s) not started")
+            break
+        group_deadline = min(deadline, time.time() + left * costs[i] / sum(costs[i:]))
+        log(f"  ensemble {i + 1}/{len(groups)}: {len(group)} {group[0].model.architecture} run(s), estimated "
+            f"{costs[i]:.0f} s, given until {group_deadline - start:.0f} s of the budget")
+        train_group(group, store, device=device, log=log, deadline=group_deadline, stop_after=stop_after)
+    table = make_table(grid, store, budget_seconds=budget_seconds, elapsed_seconds=round(time.time() - start, 1))
+    write_table(table, table_dir(grid.name))
+    log(format_table(table))
+    return table

@@ -1,0 +1,180 @@
+"""The sweep: grids, the table's crossings, the choice of a GPU profile (every branch, on synthetic
+tables), and the toy grid end to end on a CPU, complete and cut short by its budget."""
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from grokcircuits import sweep
+from grokcircuits.config import ConfigError
+from grokcircuits.grids import get_grid
+
+FIRST = get_grid("first")
+POINT = FIRST.recursive[0]
+
+
+def entry(step, train=0.0, iid=0.0, ood=0.0, ood_atomic=0.0, bridge=0.0):
+    return {"step": step, "training_accuracy": train, "id_atomic": {"exact_match": train},
+            "ood_atomic": {"exact_match": ood_atomic}, "test_inferred_iid": {"exact_match": iid},
+            "test_inferred_ood": {"exact_match": ood, "bridge_found": bridge}}
+
+
+def record(status="complete", steps=2000, gpu_seconds=100.0, train_examples=36_200):
+    return {"status": status, "steps": steps, "epochs": round(steps / (train_examples // 512), 2),
+            "dataset": {"train_examples": train_examples}, "config": POINT.to_dict(), "wall_seconds": gpu_seconds,
+            "gpu_seconds": gpu_seconds, "device": "NVIDIA H100 80GB HBM3"}
+
+
+GROKKING = [entry(0), entry(500, train=0.5, iid=0.3, bridge=0.2), entry(1000, train=0.95, iid=0.92, ood=0.3, ood_atomic=0.8, bridge=0.6),
+            entry(1500, train=0.99, iid=0.95, ood=0.6, ood_atomic=0.9, bridge=0.7), entry(2000, train=1.0, iid=0.97, ood=0.93, ood_atomic=1.0, bridge=0.9)]
+STANDARD = [entry(0), entry(1000, train=0.9, iid=0.95, ood=0.02), entry(2000, train=1.0, iid=0.96, ood=0.05)]
+
+
+def test_row_reports_first_crossings_in_steps_and_epochs():
+    row = sweep.row_of(POINT, record(), GROKKING, record(), STANDARD)
+    assert (row["steps_to_training_0.9"], row["steps_to_id_0.9"], row["steps_to_ood_0.5"],
+            row["steps_to_ood_0.9"], row["steps_to_bridge_0.5"]) == (1000, 1000, 1500, 2000, 1000)
+    assert row["epochs_to_ood_0.5"] == round(1500 / 70, 1) and row["epochs"] == round(2000 / 70, 1)
+    assert row["final_ood_atomic_exact_match"] == 1.0 and row["final_ood_exact_match"] == 0.93
+    assert row["standard_ood_exact_match"] == 0.05 and row["standard_ood_exact_match_max"] == 0.05
+    assert row["seconds_to_ood_0.5"] == 75.0   # 1500 of 2000 steps of 100 GPU-seconds
+    assert (row["n_entities"], row["width"], row["lr"], row["weight_decay"], row["grokfast"]) == (100, 128, 1e-3, 0.1, "off")
+
+
+def test_row_of_an_unfinished_and_of_an_unstarted_run():
+    cut = sweep.row_of(POINT, record("incomplete", steps=1000), GROKKING[:3], None, [])
+    assert cut["status"] == "incomplete" and cut["steps"] == 1000 and cut["steps_to_ood_0.5"] is None
+    assert cut["standard_status"] == "not started" and cut["standard_ood_exact_match"] is None
+    never = sweep.row_of(POINT, None, [], None, [])
+    assert never["status"] == "not started" and never["steps"] == 0 and never["final_ood_exact_match"] is None
+
+
+def good_row(**changes):
+    row = sweep.row_of(POINT, record(), GROKKING, record(), STANDARD)
+    row.update(changes)
+    return row
+
+
+def test_choose_gpu_profile_takes_the_cheapest_point_that_shows_the_contrast():
+    cheap, dear = good_row(key="cheap", **{"seconds_to_ood_0.5": 20.0}), good_row(key="dear", **{"seconds_to_ood_0.5": 90.0})
+    assert sweep.choose_gpu_profile({"rows": [dear, cheap]})["key"] == "cheap"
+    assert sweep.choose_gpu_profile([dear])["key"] == "dear"
+
+
+@pytest.mark.parametrize("changes", [
+    {"final_ood_exact_match": 0.45},            # the recursive model does not reach OOD 0.5
+    {"final_id_exact_match": 0.9},              # ... nor exceed 0.9 on ID
+    {"standard_ood_exact_match_max": 0.15},     # the standard transformer does not stay <= 0.1 on OOD
+    {"standard_ood_exact_match_max": None},     # ... was never trained
+    {"standard_id_exact_match": 0.85},          # ... does not exceed 0.9 on ID
+])
+def test_choose_gpu_profile_rejects_a_point_that_misses_one_criterion(changes):
+    bad = good_row(key="bad", **{"seconds_to_ood_0.5": 1.0}, **changes)
+    assert sweep.choose_gpu_profile([bad]) is None
+    assert sweep.choose_gpu_profile([bad, good_row(key="good")])["key"] == "good"
+    assert sum(not ok for ok in sweep.criteria(bad).values()) == 1
+
+
+def test_note_says_what_follows_when_nothing_groks():
+    rows = [good_row(final_ood_exact_match=0.02, status="incomplete")]
+    assert sweep.choose_gpu_profile(rows) is None
+    note = sweep.note_for(None, rows)
+    assert sweep.NEXT_GRID in note and "1 of 1 points did not finish" in note
+    assert sweep.NEXT_GRID in sweep.note_for(None, [])
+    assert "cheapest point" in sweep.note_for(good_row(), [good_row()])
+
+
+def test_grids_hold_full_configurations_with_a_standard_transformer_per_graph():
+    assert len(FIRST.recursive) == 6 and len(FIRST.standard) == 1
+    assert {sweep.knobs(c)["grokfast"] for c in FIRST.recursive} == {"on", "off"}
+    assert {(c.train.lr, c.train.weight_decay) for c in FIRST.recursive} == {(1e-3, 0.1), (1e-3, 1.0), (3e-4, 1.0)}
+    for c in FIRST.recursive:
+        assert (c.model.architecture, c.data.regime, c.data.phi, c.data.relations_per_entity) == ("trm", "natural", 18.0, 20)
+        assert (c.model.h_cycles, c.model.l_cycles, c.train.eval_every, c.train.steps) == (2, 6, 500, 20_000)
+        std = FIRST.standard_for(c)
+        assert std.model.architecture == "gpt" and std.data == c.data and std.train.steps == c.train.steps
+    assert len({c.key() for c in FIRST.configs()}) == 7
+    with pytest.raises(ConfigError, match="grid"):
+        get_grid("nope")
+
+
+def test_the_first_grid_trains_as_two_ensembles_planned_within_seven_minutes():
+    plan = sweep.plan(FIRST)
+    assert sorted((p["architecture"], p["runs"]) for p in plan) == [("gpt", 1), ("trm", 6)]
+    assert sum(p["estimated_seconds"] for p in plan) < 7 * 60
+    # the planning model: more runs in an ensemble cost more per step, and a bigger model more per run
+    assert sweep.seconds_per_step(list(FIRST.recursive), "cuda") > sweep.seconds_per_step(list(FIRST.recursive[:2]), "cuda")
+    wide = replace(FIRST.recursive[0], model=replace(FIRST.recursive[0].model, width=256))
+    assert sweep.trm_traffic_bytes(wide) > 1.5 * sweep.trm_traffic_bytes(FIRST.recursive[0])
+
+
+def test_table_is_written_as_json_and_csv(tmp_path):
+    table = {"grid": "x", "description": "d", "rows": [good_row(), good_row(key="other")], "note": "n"}
+    sweep.write_table(table, tmp_path)
+    assert json.loads((tmp_path / "table.json").read_text())["rows"][1]["key"] == "other"
+    lines = (tmp_path / "table.csv").read_text().splitlines()
+    assert len(lines) == 3 and "steps_to_ood_0.5" in lines[0]
+    assert "ood.5" in sweep.format_table(table)
+
+
+def test_the_bare_gpu_path_imports_neither_pandas_nor_altair():
+    code = ("import sys, grokcircuits.sweep, grokcircuits.bench, grokcircuits.grids, grokcircuits.__main__; "
+            "bad = {'pandas', 'altair'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture
+def one_thread():
+    """The toy models are far too small to gain from threads, and on a CPU shared with other work
+    spinning threads make each step many times slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_toy_sweep_runs_end_to_end_and_chooses_nothing(one_thread):
+    table = sweep.run_sweep(get_grid("toy"), budget_seconds=120, log=lambda m: None)
+    assert [r["status"] for r in table["rows"]] == ["complete"] * 4
+    assert all(r["steps"] == 40 and r["standard_status"] == "complete" for r in table["rows"])
+    assert all(r["final_ood_atomic_exact_match"] is not None for r in table["rows"])
+    assert table["choice"] is None and sweep.NEXT_GRID in table["note"]   # far too small to grok
+    on_disk = json.loads((sweep.table_dir("toy") / "table.json").read_text())
+    assert on_disk["rows"] == json.loads(json.dumps(table["rows"]))
+    assert table in sweep.load_tables() or on_disk in sweep.load_tables()
+
+
+@pytest.mark.slow
+def test_toy_sweep_stopped_early_keeps_what_it_has_and_resumes(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    cut = sweep.run_sweep(get_grid("toy"), budget_seconds=120, log=lambda m: None, stop_after=20)
+    assert all(r["status"] == "incomplete" and r["steps"] == 20 and r["standard_status"] == "incomplete"
+               for r in cut["rows"])
+    assert all(r["final_ood_atomic_exact_match"] is not None for r in cut["rows"])   # its curve so far
+    assert "4 of 4 points did not finish" in cut["note"]
+    assert (tmp_path / "sweep" / "toy" / "table.csv").exists()
+    done = sweep.run_sweep(get_grid("toy"), budget_seconds=120, log=lambda m: None)
+    assert all(r["status"] == "complete" and r["steps"] == 40 for r in done["rows"])
+
+
+def test_toy_sweep_with_no_time_starts_nothing_and_still_writes_its_table(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    table = sweep.run_sweep(get_grid("toy"), budget_seconds=1e-6, log=lambda m: None)
+    assert {r["status"] for r in table["rows"]} == {"not started"} and table["choice"] is None
+    assert json.loads((tmp_path / "sweep" / "toy" / "table.json").read_text())["rows"][0]["steps"] == 0
+
+
+def test_sweep_command_rejects_an_unknown_grid(capsys):
+    from grokcircuits.__main__ import main
+    assert main(["sweep", "--grid", "nope", "--budget-seconds", "1"]) == 2
+    assert "grid" in capsys.readouterr().err
+
+
+def test_sweep_command_plans_without_training(capsys):
+    from grokcircuits.__main__ import main
+    assert main(["sweep", "--grid", "first", "--plan"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert sorted(p["runs"] for p in plan) == [1, 6] and all(p["estimated_seconds"] > 0 for p in plan)
