@@ -2,6 +2,7 @@
 computes what the plain modules compute, the per-member update is torch's AdamW, members never see
 each other, and the snapshot, deadline and grouping rules do what they say."""
 import copy
+import os
 from dataclasses import replace
 
 import pytest
@@ -367,8 +368,14 @@ def test_flops_count_more_work_for_the_wider_model():
 @pytest.mark.slow
 def test_the_compiled_step_gives_the_eager_losses():
     configs = three("trm", 10)[:2]
-    eager, compiled = build_step(configs, CPU, compiled=False), build_step(configs, CPU, compiled=True)
-    assert compiled.mode == "compiled" and eager.mode == "eager" and compiled.compile_seconds > 0
+    fallbacks = []
+    eager, compiled = build_step(configs, CPU, compiled=False), build_step(configs, CPU, compiled=True, log=fallbacks.append)
+    if os.environ.get("ATEN_CPU_CAPABILITY") and any("CppCompileError" in f for f in fallbacks):
+        # Inductor emits vectorised C++ for the real CPU, which does not compile while ATen's
+        # capability is forced down (emulating an older CPU); the engine fell back to eager steps.
+        assert compiled.mode == "eager"
+        pytest.skip("inductor's C++ does not compile under an emulated ATEN_CPU_CAPABILITY; fell back to eager")
+    assert compiled.mode == "compiled" and eager.mode == "eager" and compiled.compile_seconds > 0, fallbacks
     for _ in range(3):
         eager()
         compiled()

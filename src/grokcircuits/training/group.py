@@ -136,9 +136,10 @@ class EnsembleStep:
 
 
 def build_step(configs: list[RunConfig], device=None, compiled: bool | None = None,
-               graph: bool | None = None) -> EnsembleStep:
+               graph: bool | None = None, log=None) -> EnsembleStep:
     """The compiled/captured training step of an ensemble of `configs` (one shape), for benchmarking.
-    `compiled` and `graph` default to what training uses on that device (both on a GPU)."""
+    `compiled` and `graph` default to what training uses on that device (both on a GPU); `log` hears
+    why a compilation or capture fell back."""
     for c in configs:
         c.validate()
     device = torch.device(device) if device is not None else default_device()
@@ -148,6 +149,6 @@ def build_step(configs: list[RunConfig], device=None, compiled: bool | None = No
     parts = _by_batch_size(configs, device)
     if len(parts) != 1 or len({shape_key(c) for c in configs}) != 1:
         raise ConfigError("build_step needs configurations of one shape (see group_by_shape)")
-    ensemble = Ensemble(parts[0][0], parts[0][1], None, device, compiled=compiled, graph=graph)
+    ensemble = Ensemble(parts[0][0], parts[0][1], None, device, log=log, compiled=compiled, graph=graph)
     ensemble.prepare()
     return EnsembleStep(ensemble)
