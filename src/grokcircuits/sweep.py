@@ -82,7 +82,7 @@ def _epochs(steps: int | None, per_epoch: float | None) -> float | None:
 def knobs(config: RunConfig) -> dict:
     """The grid's axes of one point, as the table names them."""
     t = config.train
-    return {"n_entities": config.data.n_entities, "width": config.model.width, "lr": t.lr,
+    return {"regime": config.data.regime, "n_entities": config.data.n_entities, "width": config.model.width, "lr": t.lr,
             "weight_decay": t.weight_decay, "grokfast": "on" if t.grokfast_lambda > 0 else "off",
             "steps_planned": t.steps}
 
@@ -156,7 +156,7 @@ def choose_gpu_profile(table) -> dict | None:
     graph stays <= 0.1 on OOD, both above 0.9 on ID; None if no point does. `table` is a table
     (dict with "rows") or its list of rows."""
     rows = table["rows"] if isinstance(table, dict) else table
-    ok = [r for r in rows if all(criteria(r).values())]
+    ok = [r for r in rows if r.get("regime", "natural") == "natural" and all(criteria(r).values())]
     if not ok:
         return None
     return min(ok, key=lambda r: (r["seconds_to_ood_0.5"] if r["seconds_to_ood_0.5"] is not None else float("inf"),
@@ -282,9 +282,10 @@ def run_sweep(grid: Grid, budget_seconds: float, device=None, log=print, stop_af
     """Train the grid within `budget_seconds` of wall time, then write and print its table. A later
     call resumes the runs left incomplete (and loads the finished ones).
 
-    Groups of one shape train as one ensemble each, cheapest first; each group gets the share of
-    the time left that its estimated cost bears to the cost of all groups still to come, so a
-    group that finishes early leaves its time to the next and every group gets some time.
+    The grid's waves (`Grid.waves`: the runs that decide a profile first) train in turn; within a
+    wave, groups of one shape train as one ensemble each, cheapest first, and each group gets the
+    share of the time left that its estimated cost bears to the cost of the wave's groups still to
+    come, so a group that finishes early leaves its time to the next and every group gets some time.
     `stop_after` stops every ensemble after that many steps of this call, as the budget would."""
     from .engine import group_by_shape, train_group
     from .runs import default_device, load_run
@@ -292,20 +293,24 @@ def run_sweep(grid: Grid, budget_seconds: float, device=None, log=print, stop_af
     deadline = start + budget_seconds
     device = device or default_device()
     store = Store(sweep_root())
-    todo = [c for c in grid.configs() if load_run(c, store) is None]
-    groups = sorted(group_by_shape(todo), key=lambda g: estimate_seconds(g, device.type)) if todo else []
-    costs = [estimate_seconds(g, device.type) for g in groups]
-    log(f"sweep {grid.name}: {len(todo)} of {len(grid.configs())} runs to train in {len(groups)} ensemble(s), "
+    waves = [[c for c in wave if load_run(c, store) is None] for wave in grid.waves()]
+    waves = [sorted(group_by_shape(w), key=lambda g: estimate_seconds(g, device.type)) for w in waves if w]
+    n_runs, n_groups = sum(len(g) for w in waves for g in w), sum(len(w) for w in waves)
+    log(f"sweep {grid.name}: {n_runs} of {len(grid.configs())} runs to train in {n_groups} ensemble(s), "
         f"budget {budget_seconds:.0f} s on {device}")
-    for i, group in enumerate(groups):
-        left = deadline - time.time()
-        if left <= 0:
-            log(f"  budget spent: {len(groups) - i} ensemble(s) not started")
-            break
-        group_deadline = min(deadline, time.time() + left * costs[i] / sum(costs[i:]))
-        log(f"  ensemble {i + 1}/{len(groups)}: {len(group)} {group[0].model.architecture} run(s), estimated "
-            f"{costs[i]:.0f} s, given until {group_deadline - start:.0f} s of the budget")
-        train_group(group, store, device=device, log=log, deadline=group_deadline, stop_after=stop_after)
+    number = 0
+    for groups in waves:
+        costs = [estimate_seconds(g, device.type) for g in groups]
+        for i, group in enumerate(groups):
+            number += 1
+            left = deadline - time.time()
+            if left <= 0:
+                log(f"  budget spent: {n_groups - number + 1} ensemble(s) not started")
+                break
+            group_deadline = min(deadline, time.time() + left * costs[i] / sum(costs[i:]))
+            log(f"  ensemble {number}/{n_groups}: {len(group)} {group[0].model.architecture} run(s), estimated "
+                f"{costs[i]:.0f} s, given until {group_deadline - start:.0f} s of the budget")
+            train_group(group, store, device=device, log=log, deadline=group_deadline, stop_after=stop_after)
     table = make_table(grid, store, budget_seconds=budget_seconds, elapsed_seconds=round(time.time() - start, 1))
     write_table(table, table_dir(grid.name))
     log(format_table(table))

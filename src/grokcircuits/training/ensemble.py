@@ -21,7 +21,7 @@ from .members import MemberData, gather_training_sets
 from .optim import PREFIX, SCALE_INIT, Hyper, OptimizerState, UpdateSpec
 from .record import make_record
 from .state import Progress, RunTensors, checkpoint_path, load_checkpoint, save_checkpoint
-from .step import Batches, EnsembleTensors, StepRunner, StepSpec, prepared_runner
+from .step import Batches, EnsembleTensors, StepRunner, StepSpec, compile_supported, prepared_runner
 
 CHUNK_STEPS = 256        # steps whose batch rows are copied to the device at once
 CHUNK_SECONDS = 1.0      # ... and at most about this long, so a deadline is kept to within it
@@ -80,7 +80,7 @@ class Ensemble:
         self.finished = [False] * self.M
         self.eval_model = template.to(device)
         cuda = device.type == "cuda"
-        self._compiled = (configs[0].train.compile and cuda) if compiled is None else compiled
+        self._compiled = (configs[0].train.compile and compile_supported(device, self.log)) if compiled is None else compiled
         self._graph = cuda if graph is None else graph
         self.runner: StepRunner | None = None   # made by prepare()
         self._seconds_per_step = 0.0

@@ -9,6 +9,7 @@ waits for the host.
 """
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -173,6 +174,24 @@ class StepRunner:
             self.graph.replay()
         else:
             self._eager_step()
+
+
+NO_COMPILE_ENV = "GROKCIRCUITS_NO_COMPILE"   # set (to anything but "" or "0") to train eagerly everywhere
+
+
+def compile_supported(device: torch.device, log=None) -> bool:
+    """Whether a run that asks for `compile` gets a compiled step on `device`. On a GPU always; on a
+    CPU too (the fused step is about 1.4x the eager one at the `cpu` profile's sizes; bench --cpu),
+    except where ATen's capability is forced down with ATEN_CPU_CAPABILITY (inductor's vectorised C++
+    then fails to build or stalls) or GROKCIRCUITS_NO_COMPILE is set; `log` hears why not."""
+    reason = None
+    if os.environ.get(NO_COMPILE_ENV, "0") not in ("", "0"):
+        reason = f"{NO_COMPILE_ENV} is set"
+    elif device.type == "cpu" and os.environ.get("ATEN_CPU_CAPABILITY"):
+        reason = "ATEN_CPU_CAPABILITY is set (inductor cannot compile for an emulated CPU)"
+    if reason and log is not None:
+        log(f"eager steps: {reason}")
+    return reason is None
 
 
 def prepared_runner(tensors: EnsembleTensors, spec: StepSpec, compiled: bool, graph: bool, log,
