@@ -144,7 +144,7 @@ def toy_grid() -> Grid:
 # steps but stayed near 0 on OOD for 60k steps while their OOD atomic facts were stored only to 0.74.
 # Width 128 doubles the room to store them. On an AVX-512 core the width-128 step runs at 12-13
 # steps/s compiled (bench --cpu), so one run of 40k steps is about 55 minutes at 1 thread.
-CPU_DATA = DataConfig(n_entities=50, n_relations=20, relations_per_entity=20, ood_fraction=0.1,
+CPU_DATA = DataConfig(n_entities=50, n_relations=30, relations_per_entity=20, ood_fraction=0.1,
                       iid_test_fraction=0.05, phi=18.0, probe_size=1000)
 CPU_TRM = ModelConfig(width=128, prefix_slots=1, expansion=4.0, token_multiple=16, h_cycles=2, l_cycles=2)
 CPU_TRM_TRAIN = TrainConfig(steps=40_000, batch_size=128, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1,
@@ -161,7 +161,7 @@ def cpu_grid() -> Grid:
     hops full first (they decide the `cpu` profile), the other three regimes after them."""
     return Grid(
         name="cpu",
-        description="50 entities (20 relations each of 20, 10% OOD atomic facts, phi 18; about 135 steps an "
+        description="50 entities (20 relations each of 30, 10% OOD atomic facts, phi 18; about 135 steps an "
                     "epoch at batch 128); recursive model width 128, H2 x L2, 1 prefix slot, lr 1e-3, weight "
                     "decay 0.1, Grokfast (0.98, 2), EMA 0.99, 40k steps, the five regimes; standard transformer "
                     "width 128, 4 layers, 20k steps; evaluation every 500 steps",

@@ -118,21 +118,32 @@ class HashDropout:
         return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
 
 
-# --- the recursive model --------------------------------------------------------------------------
-def _swiglu(x: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, ..., n) -> (M, ..., n)
-    gate, up = bmm_linear(x, w[f"{name}.gate_up.weight"]).chunk(2, dim=-1)          # (M, ..., hidden) each
+# --- the recursive model ---------------------------------------------------------------------------
+# The stream is kept position-major, (M, S, B, D), so that every matmul reads and writes contiguous
+# memory: the token MLP (the same weights for every channel) is one matmul per member over the
+# position axis, W (2h, S) @ z (S, B*D), whose gate and up halves are contiguous row blocks; the
+# channel MLP is z (S*B, D) @ W^T. The plain `TRM` keeps (B, S, D); the arithmetic is the same.
+def _token_mlp(z: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, S, B, D) -> (M, S, B, D)
+    M, S, B, D = z.shape
+    gate_up = w[f"{name}.gate_up.weight"]                                           # (M, 2h, S)
+    u = torch.bmm(gate_up.to(z.dtype), z.reshape(M, S, B * D))                      # (M, 2h, B*D)
+    hidden = gate_up.shape[1] // 2
+    h = F.silu(u[:, :hidden]) * u[:, hidden:]                                       # (M, h, B*D)
+    return torch.bmm(w[f"{name}.down.weight"].to(z.dtype), h).view(M, S, B, D)     # (M, S, B, D)
+
+
+def _channel_mlp(z: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, S, B, D) -> (M, S, B, D)
+    gate, up = bmm_linear(z, w[f"{name}.gate_up.weight"]).chunk(2, dim=-1)         # (M, S, B, h) each
     return bmm_linear(F.silu(gate) * up, w[f"{name}.down.weight"])
 
 
-def _trm_block(z: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, B, S, D)
-    zt = z.transpose(2, 3)                                                          # (M, B, D, S)
-    zt = rms_norm(zt + _swiglu(zt, w, f"{name}.token_mlp"))                        # normalised over positions
-    z = zt.transpose(2, 3)                                                          # (M, B, S, D)
-    return rms_norm(z + _swiglu(z, w, f"{name}.channel_mlp"))
+def _trm_block(z: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, S, B, D)
+    z = rms_norm(z + _token_mlp(z, w, f"{name}.token_mlp"), dim=1)                 # normalised over positions
+    return rms_norm(z + _channel_mlp(z, w, f"{name}.channel_mlp"))                 # normalised over channels
 
 
 def _trm_f(z: torch.Tensor, injection: torch.Tensor, w: dict, blocks: int) -> torch.Tensor:
-    z = z + injection                                                               # (M, B, S, D)
+    z = z + injection                                                               # (M, S, B, D)
     for i in range(blocks):
         z = _trm_block(z, w, f"f.blocks.{i}")
     return z
@@ -143,24 +154,24 @@ def trm_forward(w: dict[str, torch.Tensor], config: ModelConfig, inputs: torch.T
     """inputs (M, B, 5) -> logits (M, B, 5, V), halting logit (M, B) or None: `TRM.forward` per member."""
     M, B, _ = inputs.shape
     D, P = config.width, config.prefix_slots
-    x = embedding(inputs, w["embed_tokens.weight"]).to(compute_dtype)               # (M, B, 5, D)
+    x = embedding(inputs.transpose(1, 2), w["embed_tokens.weight"]).to(compute_dtype)   # (M, 5, B, D)
     if P > 0:
-        vector = w["prefix_vector"].to(x.dtype)[:, None, None, :].expand(M, B, 1, D)  # (M, B, 1, D)
-        x = torch.cat([vector, x.new_zeros(M, B, P - 1, D), x], dim=2)              # (M, B, P + 5, D)
+        vector = w["prefix_vector"].to(x.dtype)[:, None, None, :].expand(M, 1, B, D)  # (M, 1, B, D)
+        x = torch.cat([vector, x.new_zeros(M, P - 1, B, D), x], dim=1)              # (M, P + 5, B, D)
     x = x * math.sqrt(D)
-    S = x.shape[2]
-    z_H = w["z_H_init"].to(x.dtype)[:, None, None, :].expand(M, B, S, D)            # (M, B, S, D)
-    z_L = w["z_L_init"].to(x.dtype)[:, None, None, :].expand(M, B, S, D)            # (M, B, S, D)
+    S = x.shape[1]
+    z_H = w["z_H_init"].to(x.dtype)[:, None, None, :].expand(M, S, B, D)            # (M, S, B, D)
+    z_L = w["z_L_init"].to(x.dtype)[:, None, None, :].expand(M, S, B, D)            # (M, S, B, D)
     H, L = config.h_cycles, config.l_cycles
     for h in range(H):
         with torch.set_grad_enabled(torch.is_grad_enabled() and h == H - 1):
             for _ in range(L):
                 z_L = _trm_f(z_L, z_H + x, w, config.blocks)
             z_H = _trm_f(z_H, z_L, w, config.blocks)
-    logits = bmm_linear(z_H[:, :, P:], w["head.weight"])                             # (M, B, 5, V)
+    logits = bmm_linear(z_H[:, P:], w["head.weight"]).transpose(1, 2)               # (M, B, 5, V)
     halt = None
     if config.halting_head:
-        halt = bmm_linear(z_H[:, :, 0], w["halt_head.weight"], w["halt_head.bias"])[..., 0].float()   # (M, B)
+        halt = bmm_linear(z_H[:, 0], w["halt_head.weight"], w["halt_head.bias"])[..., 0].float()   # (M, B)
     return logits, halt
 
 

@@ -34,10 +34,11 @@ def swiglu_hidden(n: int, expansion: float, multiple: int) -> int:
     return -(round(expansion * n * 2 / 3) // -multiple) * multiple
 
 
-def rms_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """RMSNorm over the last axis, without weights, computed in float32."""
-    x32 = x.float()
-    return (x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
+def rms_norm(x: torch.Tensor, eps: float = 1e-5, dim: int = -1) -> torch.Tensor:
+    """RMSNorm over axis `dim` (the last by default), without weights, computed in float32 at least
+    (a bf16 stream is normalised in float32 and cast back; float64 stays float64)."""
+    x32 = x if x.dtype == torch.float64 else x.float()
+    return (x32 * torch.rsqrt(x32.square().mean(dim, keepdim=True) + eps)).to(x.dtype)
 
 
 def _truncation_factor(lower: float = -2.0, upper: float = 2.0) -> float:
