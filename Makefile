@@ -80,8 +80,21 @@ bench: gpu-check
 # (and .csv) and prints it. GRID=first fits one command of at most 7 minutes on one H100.
 GRID   ?= toy
 BUDGET ?= 360
+SWEEP_ARGS ?=
 sweep:
-	PYTHONPATH=src $(PYTHON) -m grokcircuits sweep --grid $(GRID) --budget-seconds $(BUDGET)
+	PYTHONPATH=src $(PYTHON) -m grokcircuits sweep --grid $(GRID) --budget-seconds $(BUDGET) $(SWEEP_ARGS)
+
+# The campaign (plain Python, THREADS torch threads, default 1 so that work can go on beside it): every
+# run the chapters plan at PROFILE, within BUDGET seconds; unfinished runs keep resumable checkpoints and
+# the same command resumes them. Once every run is complete it executes every chapter, so that the probe
+# results they read are stored beside the runs; commit results/$(PROFILE) (README, "The cpu profile").
+THREADS ?= 1
+.PHONY: campaign
+campaign: setup
+	@PYTHONPATH=src $(BIN)/python -m grokcircuits campaign --profile $(PROFILE) --budget-seconds $(BUDGET) --threads $(THREADS); \
+	rc=$$?; if [ $$rc -eq 3 ]; then echo "campaign unfinished: commit results/$(PROFILE) with its resumable checkpoints, then run it again"; exit 0; fi; \
+	test $$rc -eq 0 || exit $$rc; \
+	for ch in $(CHAPTERS); do OMP_NUM_THREADS=$(THREADS) $(MAKE) --no-print-directory execute CH=$$ch || exit 1; done
 
 clean:
 	rm -rf _build build $(EXECUTED) results/tiny/checkpoints   # results/tiny itself may be committed

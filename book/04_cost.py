@@ -133,60 +133,96 @@ book.paper_table([
 # %% [markdown]
 # ## Where it groks and what it costs
 #
-# A profile can show the book's contrast only where the recursive model on the natural data groks
-# (OOD exact match at least 0.5) while the standard transformer at the same graph stays near zero on
-# OOD, both above 0.9 in distribution. Where that happens is found by a sweep on a GPU
-# (`make sweep GRID=first`, one command of at most 7 minutes on one H100; README, "The sweep"): a grid
-# of graph sizes, widths, learning rates, weight decays and Grokfast off or on, trained as ensembles
-# under one wall-clock budget. For every point the table gives the optimiser steps (and epochs) to
-# training accuracy 0.9, to ID exact match 0.9, to OOD exact match 0.5 and 0.9 and to bridge found
-# 0.5 (on the OOD compositions), the OOD atomic facts' exact match at the end (OOD compositions need
-# them stored first), the standard transformer's OOD exact match at the same graph, the device
-# seconds and whether the point finished within the budget. `sweep.choose_gpu_profile` names the
-# cheapest point that shows the contrast, or none.
+# A profile can show the book's claims only where they appear: the recursive model trained on both hops
+# augmented must compose OOD (exact match at least 0.9: a mature circuit for claim 3), and on the natural
+# data it must grok (OOD exact match at least 0.5) while the standard transformer at the same graph stays
+# near zero on OOD, both above 0.9 in distribution. Where that happens is found by sweeps: the grid `cpu`
+# on this project's 2-core CPUs (`make sweep GRID=cpu BUDGET=...`, hours, resumed from what is committed),
+# and the grid `first` on a GPU (`make sweep GRID=first`, one command of at most 7 minutes on one H100;
+# README, "The sweep"). For every point and data regime the table gives the optimiser steps, epochs and
+# device seconds (the run's share of its CPU or GPU) to training accuracy 0.9, to ID exact match 0.9, to
+# OOD exact match 0.5 and 0.9 and to bridge found 0.5 (on the OOD compositions), the OOD atomic facts'
+# exact match at the end (OOD compositions need them stored first), the standard transformer's OOD exact
+# match at the same graph, and whether the run finished. `sweep.choose_cpu_profile` names the cheapest
+# point that meets both conditions (or only the first, with the second left open), or none.
 
 # %% tags=["hide-input"]
 from grokcircuits import sweep as sweeps
 
 sweep_tables = sweeps.load_tables()
-if not any(t.get("on_gpu") for t in sweep_tables):
-    print("No GPU sweep has run yet: the grid's answer comes from `make sweep GRID=first` on a GPU."
-          + (f" Only CPU tables are in {sweeps.sweep_root()}: they check the code path, and their models are far "
-             "too small to grok." if sweep_tables else ""))
+if not sweep_tables:
+    print(f"No sweep table in {sweeps.sweep_root()} yet: `make sweep GRID=cpu BUDGET=...` makes one.")
 for t in sweep_tables:
     print(f"grid {t['grid']} ({', '.join(t['devices']) or 'no device'}; {t.get('elapsed_seconds', '?')} s of a "
           f"{t.get('budget_seconds', '?')} s budget): {t['note']}")
-sweep_columns = ["n_entities", "width", "lr", "weight_decay", "grokfast", "status", "steps", "epochs",
+    for p in t.get("points", []):
+        a = f"reached at {p['a_steps']} steps ({p['a_epochs']} epochs)" if p["a"] else "not reached"
+        b = f"shown at {p['b_steps']} steps ({p['b_epochs']} epochs)" if p["b"] else (
+            "not shown: " + ", ".join(k for k, ok in (p["natural_criteria"] or {}).items() if not ok) or "not trained")
+        print(f"  {p['point']}: (a) both hops full, OOD >= 0.9: {a}; (b) natural contrast: {b}")
+    choice = t.get("cpu_profile_choice")
+    if choice:
+        print(f"  the cpu profile's point: {choice['point']} (meets {choice['meets']})")
+sweep_columns = ["regime", "n_entities", "width", "lr", "weight_decay", "grokfast", "status", "steps", "epochs",
                  "steps_to_training_0.9", "steps_to_id_0.9", "steps_to_ood_0.5", "epochs_to_ood_0.5", "steps_to_ood_0.9",
-                 "steps_to_bridge_0.5", "final_ood_exact_match", "final_ood_atomic_exact_match",
-                 "standard_ood_exact_match", "seconds_to_ood_0.5", "gpu_seconds", "device"]
-sweep_frame = pd.DataFrame([{"grid": t["grid"], **{c: r[c] for c in sweep_columns}} for t in sweep_tables for r in t["rows"]])
+                 "steps_to_bridge_0.5", "final_id_exact_match", "final_ood_exact_match", "final_ood_atomic_exact_match",
+                 "standard_id_exact_match", "standard_ood_exact_match", "seconds_to_ood_0.5", "seconds_to_ood_0.9",
+                 "device_seconds", "device"]
+sweep_frame = pd.DataFrame([{"grid": t["grid"], **{c: r.get(c, "natural" if c == "regime" else None) for c in sweep_columns}}
+                            for t in sweep_tables for r in t["rows"]])
 analysis.readable(sweep_frame.set_index("grid")) if len(sweep_frame) else "no sweep table yet"
 
 # %% tags=["hide-input"]
 import altair as alt
 
+THRESHOLDS = {"training_0.9": "training accuracy 0.9", "id_0.9": "ID exact match 0.9",
+              "ood_0.5": "OOD exact match 0.5", "ood_0.9": "OOD exact match 0.9"}
 
-def steps_to_grok_chart(frame):
-    """Steps to OOD exact match 0.5 against the learning rate, by Grokfast (colour) and weight decay
-    (shape); a point that never got there is drawn hollow at the steps it trained."""
-    shown = frame.assign(reached=frame["steps_to_ood_0.5"].notna(),
-                         steps_shown=frame["steps_to_ood_0.5"].fillna(frame["steps"]).astype(float),
-                         weight_decay=frame["weight_decay"].astype(str))
-    shown["setting"] = "Grokfast " + shown["grokfast"] + ", wd " + shown["weight_decay"]
+
+def crossings_chart(frame):
+    """Per grid and data regime, the steps to each threshold; a threshold not reached is drawn hollow at
+    the steps the run trained (a lower bound)."""
+    long = frame.melt(id_vars=["grid", "regime", "steps", "status"], value_name="steps_to",
+                      value_vars=[f"steps_to_{k}" for k in THRESHOLDS], var_name="threshold")
+    long["threshold"] = long["threshold"].str.removeprefix("steps_to_").map(THRESHOLDS)
+    long["reached"] = long["steps_to"].notna()
+    long["steps_shown"] = long["steps_to"].fillna(long["steps"]).astype(float)
     base = alt.Chart().encode(
-        x=alt.X("lr:O", title="learning rate"), xOffset=alt.XOffset("setting:N"),
-        y=alt.Y("steps_shown:Q", title="optimiser steps to OOD exact match 0.5"),
-        color=alt.Color("grokfast:N", title="Grokfast"), shape=alt.Shape("weight_decay:N", title="weight decay"),
-        tooltip=["n_entities", "width", "lr", "weight_decay", "grokfast", "steps_shown", "reached", "status"])
+        x=alt.X("steps_shown:Q", title="optimiser steps"), y=alt.Y("regime:N", title=None),
+        color=alt.Color("threshold:N", title="first reaches", sort=list(THRESHOLDS.values()),
+                        legend=alt.Legend(orient="bottom", columns=2)),
+        tooltip=["grid", "regime", "threshold", "steps_shown", "reached", "status"])
     reached = base.transform_filter("datum.reached").mark_point(filled=True, size=90)
     missed = base.transform_filter("!datum.reached").mark_point(filled=False, size=90)
-    return alt.layer(reached, missed, data=shown).properties(width=200, height=180).facet(
-        column=alt.Column("n_entities:N", title="entities"), row=alt.Row("width:N", title="width")).properties(
-        title="Where the recursive model groks (hollow: not reached by the steps trained)")
+    return alt.layer(reached, missed, data=long).properties(width=520, height=140).facet(
+        row=alt.Row("grid:N", title="grid")).properties(
+        title="Steps to each threshold (hollow: not reached by the steps trained)")
 
 
-steps_to_grok_chart(sweep_frame) if len(sweep_frame) else "no sweep table yet: nothing to draw"
+crossings_chart(sweep_frame) if len(sweep_frame) else "no sweep table yet: nothing to draw"
+
+# %% [markdown]
+# The CPU step that trains the `cpu` profile, measured by `python -m grokcircuits bench --cpu`
+# (`results/bench/cpu.json`, on an otherwise idle machine): model-steps per second eager and compiled, at
+# 1 and 2 threads, as ensembles of 1, 3 and 5 runs, and each step's matrix FLOP rate as a share of a
+# same-shape GEMM on the same threads (the step's largest matmul, batched over the ensemble).
+
+# %% tags=["hide-input"]
+cpu_file = Path("results/bench/cpu.json")
+cpu_bench = json.loads(cpu_file.read_text()) if cpu_file.exists() else {}
+if not cpu_bench:
+    print("No CPU benchmark in results/bench/cpu.json yet: run `python -m grokcircuits bench --cpu`.")
+else:
+    fastest = cpu_bench.get("fastest", {}).get("trm", {})
+    print(f"{cpu_bench['device']} ({cpu_bench['cpu_capability']}), torch {cpu_bench['torch']}: the recursive model's "
+          f"best step reaches {cpu_bench.get('trm_best_share_of_peak')} of its same-shape GEMM peak "
+          f"(gate {cpu_bench['gate']}: {'met' if cpu_bench.get('gate_met') else 'missed'}); fastest: "
+          f"{fastest.get('mode')}, {fastest.get('members')} run(s), {fastest.get('threads')} thread(s), "
+          f"{fastest.get('model_steps_per_s')} model-steps/s")
+cpu_rows = [{"model": arch, "mode": mode, "runs": int(m), "threads": int(t), **fig}
+            for arch, modes in cpu_bench.get("steps", {}).items() for mode, by_m in modes.items()
+            for m, e in by_m.items() for t, fig in e["threads"].items()]
+analysis.readable(pd.DataFrame(cpu_rows).set_index("model"), digits=3) if cpu_rows else "no CPU benchmark yet"
 
 # %% [markdown]
 # The engine that trains the sweep, measured by the GPU kit (`make gpu-check`, at most 4 minutes on one

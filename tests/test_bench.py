@@ -85,3 +85,31 @@ def test_kit_refuses_full_size_without_a_gpu(capsys):
         pytest.skip("a GPU is present")
     assert bench.main([]) == 2
     assert "no GPU" in capsys.readouterr().out
+
+
+# --- the CPU benchmark (cpu_bench.py) -------------------------------------------------------------
+def test_cpu_benchmark_smoke_writes_every_figure_against_its_gemm_peak(tmp_path):
+    from grokcircuits.__main__ import main
+    out = tmp_path / "cpu.json"
+    assert main(["bench", "--cpu", "--smoke", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["device"] and d["profile"] == "tiny" and d["gate"] == 0.4
+    for arch in ("trm", "gpt"):
+        for m in ("1", "2"):
+            fig = d["steps"][arch]["eager"][m]["threads"]["1"]
+            assert fig["model_steps_per_s"] > 0 and fig["gemm_peak_gflops"] > 0
+            assert abs(fig["share_of_peak"] - fig["gflops"] / fig["gemm_peak_gflops"]) < 2e-3   # of rounded figures
+    assert d["gate_met"] == (d["trm_best_share_of_peak"] >= 0.4)
+    assert d["fastest"]["trm"]["model_steps_per_s"] == max(
+        e["threads"]["1"]["model_steps_per_s"] for e in d["steps"]["trm"]["eager"].values())
+
+
+def test_cpu_benchmark_judges_the_gate_and_names_the_fastest_setting():
+    from grokcircuits import cpu_bench
+    entries = {"eager": {"1": {"threads": {"1": {"model_steps_per_s": 9.0, "share_of_peak": 0.3}}}},
+               "compiled": {"1": {"threads": {"1": {"model_steps_per_s": 13.0, "share_of_peak": 0.45},
+                                              "2": {"model_steps_per_s": 11.0, "share_of_peak": 0.2}}}}}
+    fastest = cpu_bench.best(entries)
+    assert (fastest["mode"], fastest["threads"], fastest["members"]) == ("compiled", 1, 1)
+    assert cpu_bench.largest_matmul(cpu_bench.get_profile("cpu").run("trm")) == (6 * 128, 128, 704)
+    assert cpu_bench.largest_matmul(cpu_bench.get_profile("cpu").run("gpt")) == (4 * 128, 128, 512)

@@ -35,6 +35,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def float64():
+    """Models built in float64 (the engine computes in its parameters' dtype on the CPU): an equivalence
+    that is exact in principle then holds to about 1e-12 on any CPU's kernels, where float32 rounding of
+    reordered sums (1e-7), amplified by training, would make the tolerance depend on the machine."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)
+
+
 def quick(arch, regime, seed, steps=100, **overrides):
     """A small run of the tiny profile (batch 32, 20 probe queries per set) for equivalence tests."""
     return TINY.run(arch, regime, seed, **{"steps": steps, "eval_every": steps // 2, "checkpoint_every": steps,
@@ -69,7 +80,7 @@ def relative_losses(a, b):
 
 # --- equivalence ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("arch", ["trm", "gpt"])
-def test_an_ensemble_trains_each_run_as_it_trains_alone(tmp_path, arch):
+def test_an_ensemble_trains_each_run_as_it_trains_alone(tmp_path, arch, float64):
     configs = three(arch)
     together = train_group(configs, Store(tmp_path / "together"))
     sizes = [together[c.key()].record["dataset"]["train_examples"] for c in configs]
@@ -78,9 +89,10 @@ def test_an_ensemble_trains_each_run_as_it_trains_alone(tmp_path, arch):
         alone = train_group([c], Store(tmp_path / "alone"))[c.key()]
         run = together[c.key()]
         assert run.record["ensemble_size"] == 3 and alone.record["ensemble_size"] == 1
-        assert relative_losses(losses_of(run), losses_of(alone)) <= 1e-5
+        assert final_weights(Store(tmp_path / "alone"), c)["head.weight" if arch == "trm" else "tok_emb.weight"].dtype == torch.float64
+        assert relative_losses(losses_of(run), losses_of(alone)) <= 1e-10
         assert relative_difference(final_weights(Store(tmp_path / "together"), c),
-                                   final_weights(Store(tmp_path / "alone"), c)) <= 1e-5
+                                   final_weights(Store(tmp_path / "alone"), c)) <= 1e-10
     # control: the members really are different runs
     w = [final_weights(Store(tmp_path / "together"), c) for c in configs]
     assert relative_difference(w[0], w[2]) > 1e-2 and relative_difference(w[0], w[1]) > 1e-2
@@ -131,10 +143,10 @@ def reference_training(config, steps):
 
 
 @pytest.mark.parametrize("arch", ["trm", "gpt"])
-def test_an_ensemble_matches_a_plain_training_loop(tmp_path, arch):
-    """30 steps: the plain loop rounds differently (fused lerp kernels, F.linear against bmm), and
-    training amplifies such differences (for the tiny GPT about 1e-7 after 30 steps, 5e-5 after 100 at
-    lr 2e-3), so the bit-exact comparison of ensembles is the one above; this one checks the arithmetic."""
+def test_an_ensemble_matches_a_plain_training_loop(tmp_path, arch, float64):
+    """30 steps in float64: the plain loop rounds differently (fused lerp kernels, F.linear against bmm),
+    and training amplifies such differences (in float32, for the tiny GPT, about 1e-7 after 30 steps and
+    5e-5 after 100 at lr 2e-3); in float64 they stay near 1e-12 on any CPU."""
     configs = [quick(arch, "both_full", 1, 30, eval_every=10), three(arch, 30)[2]]
     store = Store(tmp_path)
     runs = train_group(configs, store)
@@ -142,8 +154,8 @@ def test_an_ensemble_matches_a_plain_training_loop(tmp_path, arch):
         losses, ema = reference_training(c, 30)
         means = [sum(losses[i:i + 10]) / 10 for i in (0, 10, 20)] if c.train.eval_every == 10 else \
             [sum(losses[:15]) / 15, sum(losses[15:]) / 15]
-        assert relative_losses(losses_of(runs[c.key()]), means) <= 1e-5
-        assert relative_difference(final_weights(store, c), ema) <= 1e-5
+        assert relative_losses(losses_of(runs[c.key()]), means) <= 1e-9
+        assert relative_difference(final_weights(store, c), ema) <= 1e-9
     # control: the same loop without Grokfast lands elsewhere, so the comparison can tell
     _, plain = reference_training(replace(configs[1], train=replace(configs[1].train, grokfast_lambda=0.0)), 30)
     assert relative_difference(final_weights(store, configs[1]), plain) > 1e-3
@@ -429,3 +441,18 @@ def test_a_step_that_fails_to_compile_falls_back_to_eager_and_says_so(monkeypatc
     assert step.mode == "eager"
     step()
     assert torch.isfinite(step.ensemble.tensors.batches.losses[0]).all()
+
+
+def test_compiled_steps_on_the_cpu_unless_told_otherwise_or_on_an_emulated_cpu(monkeypatch):
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv(step_module.NO_COMPILE_ENV, raising=False)
+    heard = []
+    assert step_module.compile_supported(CPU, heard.append) and not heard
+    monkeypatch.setenv(step_module.NO_COMPILE_ENV, "1")
+    assert not step_module.compile_supported(CPU, heard.append) and "GROKCIRCUITS_NO_COMPILE" in heard[-1]
+    monkeypatch.setenv(step_module.NO_COMPILE_ENV, "0")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert not step_module.compile_supported(CPU, heard.append) and "ATEN_CPU_CAPABILITY" in heard[-1]
+    # a run that does not ask for compilation (the tiny profile) steps eagerly, whatever the device
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert build_step([quick("trm", "natural", 0, 10)], CPU).mode == "eager"

@@ -178,3 +178,53 @@ def test_sweep_command_plans_without_training(capsys):
     assert main(["sweep", "--grid", "first", "--plan"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert sorted(p["runs"] for p in plan) == [1, 6] and all(p["estimated_seconds"] > 0 for p in plan)
+
+
+# --- the CPU grid and the choice of the cpu profile --------------------------------------------------
+CPU_GRID = get_grid("cpu")
+
+
+def test_cpu_grid_holds_five_regimes_and_trains_the_decisive_ones_first():
+    from grokcircuits.config import REGIMES, get_profile
+    assert sorted(c.data.regime for c in CPU_GRID.recursive) == sorted(REGIMES)
+    first, rest = CPU_GRID.waves()
+    assert sorted(c.data.regime for c in first) == ["both_full", "natural", "natural"]   # + the standard transformer
+    assert [c.model.architecture for c in first].count("gpt") == 1 and len(rest) == 3
+    assert all(CPU_GRID.standard_for(c) is CPU_GRID.standard[0] for c in CPU_GRID.recursive)
+    # the cpu profile's seed-0 runs are the grid's runs: the campaign loads them instead of training them again
+    cpu = get_profile("cpu")
+    assert [cpu.run("trm", r, 0) for r in REGIMES] == list(CPU_GRID.recursive)
+    assert cpu.run("gpt", "natural", 0) == CPU_GRID.standard[0]
+    # its graph leaves (head, relation) pairs free for the transfer experiment's new facts
+    assert cpu.data.n_relations > cpu.data.relations_per_entity
+
+
+def regime_row(regime, **changes):
+    row = sweep.row_of(replace(POINT, data=replace(POINT.data, regime=regime)), record(), GROKKING, record(), STANDARD)
+    row.update(changes)
+    return row
+
+
+def test_cpu_profile_choice_meets_a_and_b_or_a_alone_or_nothing():
+    both_full, natural = regime_row("both_full"), regime_row("natural")
+    assert both_full["regime"] == "both_full" and natural["steps_to_ood_0.9"] == 2000
+    choice = sweep.choose_cpu_profile([both_full, natural])
+    assert choice["meets"] == "a and b" and choice["a_steps"] == 2000 and choice["b_steps"] == 1500
+    # (b) fails: the standard transformer composes OOD too
+    loose = regime_row("natural", standard_ood_exact_match_max=0.3)
+    choice = sweep.choose_cpu_profile([both_full, loose])
+    assert choice["meets"] == "a only: (b) is open" and not choice["b"]
+    assert choice["natural_criteria"]["standard transformer stays <= 0.1 on OOD"] is False
+    # (a) fails: both hops full never reaches OOD 0.9
+    assert sweep.choose_cpu_profile([regime_row("both_full", **{"steps_to_ood_0.9": None}), natural]) is None
+    # the cheaper of two points that meet both
+    dear = [regime_row("both_full", lr=3e-3, device_seconds=1000.0), regime_row("natural", lr=3e-3, device_seconds=1000.0)]
+    for r in dear:
+        r["seconds_to_ood_0.9"] = r["seconds_to_ood_0.5"] = 900.0
+    assert sweep.choose_cpu_profile(dear + [both_full, natural])["point"] == sweep.describe_point(natural)
+
+
+def test_device_seconds_come_from_the_record_or_from_the_wall_time_shared_by_the_ensemble():
+    assert sweep._device_seconds({"device_seconds": 12.0, "gpu_seconds": 0.0, "wall_seconds": 50.0}) == 12.0
+    assert sweep._device_seconds({"gpu_seconds": 7.0, "wall_seconds": 50.0}) == 7.0
+    assert sweep._device_seconds({"gpu_seconds": 0.0, "wall_seconds": 50.0, "ensemble_size": 2}) == 25.0

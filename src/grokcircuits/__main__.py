@@ -6,6 +6,7 @@
     python -m grokcircuits chapter 02 --profile gpu --seeds 0,1,2
     python -m grokcircuits chapter 02 --profile paper --launcher slurm --partition gpu --time-min 1440
     python -m grokcircuits sweep --grid first --budget-seconds 375     # where the recursive model groks
+    python -m grokcircuits campaign --profile cpu --budget-seconds 36000  # every chapter's runs, resumable
     python -m grokcircuits bench                                         # the GPU kit (make gpu-check)
 """
 from __future__ import annotations
@@ -92,6 +93,20 @@ def _train_distributed(args, configs, store: Store) -> dict:
     return train_from_cli(configs, store)
 
 
+def _campaign(args) -> int:
+    import torch
+    from .campaign import run_campaign
+    profile = get_profile(args.profile)
+    if args.budget_seconds <= 0:
+        raise ConfigError(f"budget-seconds={args.budget_seconds} must be > 0")
+    if args.threads < 1:
+        raise ConfigError(f"threads={args.threads} must be >= 1")
+    torch.set_num_threads(args.threads)
+    rows = run_campaign(profile, args.budget_seconds, log=lambda m: print(m, flush=True),
+                        seeds=_list(args.seeds, int) if args.seeds else None)
+    return 0 if all(r["status"] == "complete" for r in rows) else 3
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:   # the kit parses its own options (bench --help)
@@ -126,6 +141,16 @@ def main(argv=None) -> int:
                    "stored as incomplete and the table is written all the same")
     w.add_argument("--plan", action="store_true", help="print the ensembles and their estimated seconds on one "
                    "H100, train nothing")
+    w.add_argument("--table", action="store_true", help="write and print the table of what is stored, train nothing")
+    w.add_argument("--arch", default=None, help=f"train only this architecture's runs ({', '.join(ARCHITECTURES)}): "
+                   "one process a core, each on its part of the grid")
+    w.add_argument("--regimes", default="", help="train only the recursive model's runs on these regimes (comma-separated)")
+    g = sub.add_parser("campaign", help="train every run the chapters plan at a profile within a budget; resumable")
+    g.add_argument("--profile", default="cpu")
+    g.add_argument("--budget-seconds", type=float, required=True, help="wall-clock budget; unfinished runs are "
+                   "checkpointed and the same command resumes them")
+    g.add_argument("--threads", type=int, default=1, help="torch threads (default 1, so that work can go on beside it)")
+    g.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
     sub.add_parser("bench", add_help=False, help="the GPU kit: engine throughput, ensembles, resume, floors "
                    "(results/bench); `bench --help` lists its options")
     args = ap.parse_args(argv)
@@ -136,6 +161,7 @@ def main(argv=None) -> int:
         if args.command == "sweep":
             from .grids import get_grid
             from .sweep import run_sweep
+            from .sweep import format_table, only, write_current_table
             grid = get_grid(args.grid)
             if args.budget_seconds <= 0:
                 raise ConfigError(f"budget-seconds={args.budget_seconds} must be > 0")
@@ -143,8 +169,19 @@ def main(argv=None) -> int:
                 from .sweep import plan
                 print(json.dumps(plan(grid), indent=1))
                 return 0
-            run_sweep(grid, args.budget_seconds)
+            if args.table:
+                print(format_table(write_current_table(grid)))
+                return 0
+            if args.arch is not None:
+                check_choice("arch", args.arch, ARCHITECTURES)
+            regimes = tuple(_list(args.regimes))
+            for r in regimes:
+                check_choice("regimes", r, list(REGIMES))
+            part = only(grid, args.arch, regimes) if args.arch or regimes else grid
+            run_sweep(part, args.budget_seconds, log=lambda m: print(m, flush=True), table_grid=grid)
             return 0
+        if args.command == "campaign":
+            return _campaign(args)
         from . import experiments as ex
         profile = get_profile(args.profile)
         if args.command == "chapter" and args.chapter == "01":

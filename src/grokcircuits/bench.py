@@ -2,6 +2,7 @@
 
     python -m grokcircuits bench                   # on a GPU: writes results/bench/latest.json
     python -m grokcircuits bench --smoke           # the same code path at toy sizes, on the CPU
+    python -m grokcircuits bench --cpu             # the CPU benchmark (cpu_bench.py): results/bench/cpu.json
     python -m grokcircuits bench --parts resume,profile_runs   # some parts only (the rates are always measured)
 
 Plain Python (torch and numpy only). In order, each part guarded (a failure is recorded and the
@@ -409,6 +410,9 @@ def judge_targets(results: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m grokcircuits bench")
     ap.add_argument("--smoke", action="store_true", help="toy sizes and few steps: the same code path on the CPU")
+    ap.add_argument("--cpu", action="store_true", help="the CPU benchmark instead (cpu_bench.py): eager vs compiled, "
+                    "1 vs 2 threads, ensembles of 1/3/5 at the cpu profile, against a same-shape GEMM; writes "
+                    "results/bench/cpu.json")
     ap.add_argument("--budget-seconds", type=float, default=210.0, help="wall-clock budget of all parts together; "
                     "a part that would not fit in what is left is skipped")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, run in this order: {','.join(PARTS)}; "
@@ -422,6 +426,13 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.cpu:
+        from . import cpu_bench
+        out = Path(args.out or f"results/bench/{'cpu_smoke' if args.smoke else 'cpu'}.json")
+        results = cpu_bench.run(out, smoke=args.smoke, budget_seconds=args.budget_seconds if args.budget_seconds != 210.0
+                                else cpu_bench.DEFAULT_BUDGET)
+        print(json.dumps({k: v for k, v in results.items() if k != "steps"}, indent=1))
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if device.type != "cuda" and not args.smoke:
         print("no GPU: the kit measures GPU throughput; use --smoke to check the code path on a CPU")

@@ -231,8 +231,9 @@ class Profile:
     gpt_train: TrainConfig
     transfer: TransferConfig
     finetune: TrainConfig
-    validated_on_gpu: bool   # whether this profile's claims were checked by runs on a GPU
+    validated_on: str | None   # the device whose runs showed this profile's claims can appear there; None: not yet
     seeds: tuple[int, ...] = (0, 1, 2)   # the seeds a chapter runs when none are given
+    provenance: str = ""       # where the settings come from (a sweep's grid and rows, or a guess)
 
     def run(self, architecture: str = "trm", regime: str = "natural", seed: int = 0, **train_overrides) -> RunConfig:
         """The RunConfig for one pretraining run of this profile."""
@@ -273,7 +274,8 @@ PAPER = Profile(
                           ema_decay=0.0, loss="softmax", answer_only_loss=True, precision="fp16"),
     transfer=TransferConfig(),
     finetune=TrainConfig(steps=40_000, lr=2e-5, eval_every=976, checkpoint_every=10_000),
-    validated_on_gpu=False,
+    validated_on=None,
+    provenance="the authors' settings (PROTOCOL.md)",
 )
 
 GPU = Profile(
@@ -291,7 +293,8 @@ GPU = Profile(
     transfer=TransferConfig(retained_old_examples=3000, new_facts=600, chained_pairs=300),
     finetune=TrainConfig(steps=10_000, lr=1e-4, weight_decay=0.3, warmup_steps=200, eval_every=500,
                          eval_size=1000, checkpoint_every=5000, snapshots=0),
-    validated_on_gpu=False,
+    validated_on=None,
+    provenance="a guess from FLOPs and memory traffic; `make sweep GRID=first` on a GPU is to set it",
 )
 
 TINY = Profile(
@@ -312,11 +315,40 @@ TINY = Profile(
     finetune=TrainConfig(steps=300, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_steps=30,
                          ema_decay=0.99, eval_every=50, eval_size=200, snapshots=0, checkpoint_every=100,
                          compile=False),
-    validated_on_gpu=False,
+    validated_on=None,
     seeds=(0, 1),
+    provenance="chosen to run the code path in seconds; never meant to grok",
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, GPU, PAPER)}
+# The `cpu` profile: the sweep's grid `cpu` (grids.py), whose seed-0 runs are this profile's seed-0
+# pretraining runs (a test holds them equal, so the campaign loads them instead of training them
+# again). Its graph leaves 10 of 30 relations free at every entity for the transfer facts.
+CPU_DATA = DataConfig(n_entities=50, n_relations=30, relations_per_entity=20, ood_fraction=0.1,
+                      iid_test_fraction=0.05, phi=18.0, probe_size=1000)
+CPU_GROKFAST = {"grokfast_alpha": 0.98, "grokfast_lambda": 2.0}
+
+CPU = Profile(
+    name="cpu",
+    description="50 entities, width 128, H2 x L2, Grokfast: the smallest setting measured to show the claims on a "
+                "2-core CPU (results/sweep/cpu)",
+    data=CPU_DATA,
+    trm=ModelConfig(width=128, prefix_slots=1, expansion=4.0, token_multiple=16, h_cycles=2, l_cycles=2),
+    trm_train=TrainConfig(steps=40_000, batch_size=128, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1,
+                          warmup_steps=200, ema_decay=0.99, eval_every=500, eval_size=1000, snapshots=12,
+                          checkpoint_every=1000, compile=True, **CPU_GROKFAST),
+    gpt=ModelConfig(architecture="gpt", width=128, layers=4, heads=4, dropout=0.1),
+    gpt_train=TrainConfig(steps=20_000, batch_size=128, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.1, grad_clip=1.0,
+                          warmup_steps=200, ema_decay=0.0, loss="softmax", answer_only_loss=True, eval_every=500,
+                          eval_size=1000, snapshots=0, checkpoint_every=1000, compile=True),
+    transfer=TransferConfig(retained_old_examples=1000, new_facts=200, chained_pairs=100),
+    finetune=TrainConfig(steps=5000, batch_size=128, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=100,
+                         ema_decay=0.99, eval_every=250, eval_size=1000, snapshots=0, checkpoint_every=1000,
+                         compile=True),
+    validated_on=None,
+    provenance="the point of grid `cpu` (make sweep GRID=cpu); not yet validated: the sweep is still running",
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, CPU, GPU, PAPER)}
 
 
 def get_profile(name: str) -> Profile:

@@ -41,7 +41,7 @@ def training_loss(model, loss_kind: str, halting_weight: float, compiled: bool):
         logits, halt = model(x, y)                                                  # (B, 5, V), (B,)
         loss = sequence_loss(logits, y, m, loss_kind)
         if halt is not None and halting_weight > 0:
-            correct = exact_match(logits.detach(), y, m).float()                    # (B,)
+            correct = exact_match(logits.detach(), y, m).to(halt.dtype)             # (B,)
             loss = loss + halting_weight * F.binary_cross_entropy_with_logits(halt, correct)
         return loss
     return torch.compile(loss_fn) if compiled else loss_fn

@@ -110,16 +110,29 @@ def row_of(config: RunConfig, record: dict | None, curves: list[dict],
         standard_ood_exact_match_max=max((v for v in map(_ood, standard_curves) if v is not None), default=None),
         wall_seconds=record.get("wall_seconds") if record else None,
         gpu_seconds=record.get("gpu_seconds") if record else None,
+        device_seconds=_device_seconds(record) if record else None,
         device=record.get("device") if record else None,
     )
-    row["seconds_to_ood_0.5"] = _seconds_to(row, row["steps_to_ood_0.5"])
+    for name, _, _ in CROSSINGS:
+        row[f"seconds_to_{name}"] = _seconds_to(row, row[f"steps_to_{name}"])
     return row
 
 
+def _device_seconds(record: dict) -> float | None:
+    """The run's share of its device (the ensemble's time split among its members): recorded as
+    `device_seconds` (GPU- or CPU-seconds); records older than that field give GPU-seconds where
+    measured, else their wall seconds over the ensemble's size."""
+    if record.get("device_seconds") is not None:
+        return record["device_seconds"]
+    if record.get("gpu_seconds"):
+        return record["gpu_seconds"]
+    wall = record.get("wall_seconds")
+    return round(wall / max(record.get("ensemble_size") or 1, 1), 2) if wall is not None else None
+
+
 def _seconds_to(row: dict, step: int | None) -> float | None:
-    """The run's share of the device until `step`: GPU-seconds where measured (the ensemble's time
-    split among its members), else wall seconds, in proportion of the steps."""
-    cost = row["gpu_seconds"] or row["wall_seconds"]
+    """The run's share of the device until `step` (`device_seconds`), in proportion of the steps."""
+    cost = row["device_seconds"]
     if step is None or not cost or not row["steps"]:
         return None
     return round(cost * step / row["steps"], 2)
@@ -163,6 +176,49 @@ def choose_gpu_profile(table) -> dict | None:
                                   r["steps_to_ood_0.5"] if r["steps_to_ood_0.5"] is not None else float("inf")))
 
 
+# --- the choice of a CPU profile: a point whose five regimes show the claims -----------------------
+BOTH_FULL_OOD_AT_LEAST = 0.9   # (a) the both-hops-full recursive model composes OOD: a mature circuit for claim 3
+
+
+def point_of(row: dict) -> tuple:
+    """A grid point: the knobs of a row without its data regime."""
+    return tuple((k, row[k]) for k in ("n_entities", "width", "lr", "weight_decay", "grokfast", "steps_planned"))
+
+
+def profile_points(rows: list[dict]) -> list[dict]:
+    """Per grid point that has both-hops-full or natural rows: (a) the both-hops-full recursive model
+    reaches OOD exact match >= 0.9; (b) the natural one shows the contrast (`criteria`); with the steps,
+    epochs and device seconds to each, None where not reached."""
+    points: dict[tuple, dict] = {}
+    for r in rows:
+        p = points.setdefault(point_of(r), {"point": describe_point(r), "a": False, "b": False,
+                                            "a_steps": None, "a_epochs": None, "a_seconds": None,
+                                            "b_steps": None, "b_epochs": None, "b_seconds": None,
+                                            "natural_criteria": None})
+        if r.get("regime") == "both_full" and r["steps_to_ood_0.9"] is not None:
+            p.update(a=True, a_steps=r["steps_to_ood_0.9"], a_epochs=r["epochs_to_ood_0.9"],
+                     a_seconds=_seconds_to(r, r["steps_to_ood_0.9"]))
+        if r.get("regime", "natural") == "natural":
+            p["natural_criteria"] = criteria(r)
+            if all(p["natural_criteria"].values()):
+                p.update(b=True, b_steps=r["steps_to_ood_0.5"], b_epochs=r["epochs_to_ood_0.5"],
+                         b_seconds=r["seconds_to_ood_0.5"])
+    return list(points.values())
+
+
+def choose_cpu_profile(rows: list[dict]) -> dict | None:
+    """The cheapest point (device seconds to both thresholds) that meets (a) and (b); failing that, the
+    cheapest that meets (a) alone (the profile is then set from (a), with (b) open); None if none does."""
+    def cost(p):
+        return (p["a_seconds"] or 0) + (p["b_seconds"] or 0)
+    points = profile_points(rows)
+    both = [p for p in points if p["a"] and p["b"]]
+    if both:
+        return {**min(both, key=cost), "meets": "a and b"}
+    only_a = [p for p in points if p["a"]]
+    return {**min(only_a, key=cost), "meets": "a only: (b) is open"} if only_a else None
+
+
 def note_for(choice: dict | None, rows: list[dict]) -> str:
     if not rows:
         return f"no point of this grid has been trained yet; {NEXT_GRID}"
@@ -185,9 +241,11 @@ def make_table(grid: Grid, store: Store, **about) -> dict:
     rows = sweep_table(grid, store)
     choice = choose_gpu_profile(rows)
     devices = sorted({r["device"] for r in rows if r["device"]})
+    cpu_choice = choose_cpu_profile(rows)
     return {"grid": grid.name, "description": grid.description, "left_out": grid.left_out, "devices": devices,
             "on_gpu": any(r.get("gpu_seconds") for r in rows), **about, "rows": rows,
-            "choice": choice["key"] if choice else None, "note": note_for(choice, rows)}
+            "choice": choice["key"] if choice else None, "note": note_for(choice, rows),
+            "points": profile_points(rows), "cpu_profile_choice": cpu_choice}
 
 
 def write_table(table: dict, folder: Path) -> None:
@@ -201,11 +259,11 @@ def write_table(table: dict, folder: Path) -> None:
     (folder / "table.csv").write_text(buf.getvalue())
 
 
-PRINTED = (("n_entities", "ent"), ("width", "D"), ("lr", "lr"), ("weight_decay", "wd"), ("grokfast", "gf"),
+PRINTED = (("regime", "regime"), ("n_entities", "ent"), ("width", "D"), ("lr", "lr"), ("weight_decay", "wd"), ("grokfast", "gf"),
            ("status", "status"), ("steps", "steps"), ("steps_to_training_0.9", "train.9"), ("steps_to_id_0.9", "id.9"),
            ("steps_to_ood_0.5", "ood.5"), ("steps_to_ood_0.9", "ood.9"), ("steps_to_bridge_0.5", "bridge.5"),
            ("final_ood_exact_match", "ood"), ("final_ood_atomic_exact_match", "oodatom"),
-           ("standard_ood_exact_match", "std_ood"), ("wall_seconds", "wall_s"), ("gpu_seconds", "gpu_s"))
+           ("standard_ood_exact_match", "std_ood"), ("wall_seconds", "wall_s"), ("device_seconds", "dev_s"))
 
 
 def format_table(table: dict) -> str:
@@ -278,9 +336,28 @@ def plan(grid: Grid, device_type: str = "cuda") -> list[dict]:
 
 
 # --- running it ----------------------------------------------------------------------------------
-def run_sweep(grid: Grid, budget_seconds: float, device=None, log=print, stop_after: int | None = None) -> dict:
-    """Train the grid within `budget_seconds` of wall time, then write and print its table. A later
-    call resumes the runs left incomplete (and loads the finished ones).
+def only(grid: Grid, architecture: str | None = None, regimes: tuple[str, ...] = ()) -> Grid:
+    """The grid restricted to one architecture and/or some data regimes (`sweep --only`): to train
+    its runs in separate processes, one a core, each writing its own runs to the same store."""
+    from dataclasses import replace as _replace
+    keep = lambda c: ((architecture is None or c.model.architecture == architecture)
+                      and (not regimes or c.model.architecture != "trm" or c.data.regime in regimes))
+    return _replace(grid, recursive=tuple(c for c in grid.recursive if keep(c)),
+                    standard=tuple(c for c in grid.standard if keep(c)))
+
+
+def write_current_table(grid: Grid, **about) -> dict:
+    """The table of what the store holds now, written and returned; trains nothing (`sweep --table`)."""
+    table = make_table(grid, Store(sweep_root()), **about)
+    write_table(table, table_dir(grid.name))
+    return table
+
+
+def run_sweep(grid: Grid, budget_seconds: float, device=None, log=print, stop_after: int | None = None,
+              table_grid: Grid | None = None) -> dict:
+    """Train the grid within `budget_seconds` of wall time, then write and print its table (the table of
+    `table_grid`, the whole grid, where `grid` is a part of it: `only`). A later call resumes the runs
+    left incomplete (and loads the finished ones).
 
     The grid's waves (`Grid.waves`: the runs that decide a profile first) train in turn; within a
     wave, groups of one shape train as one ensemble each, cheapest first, and each group gets the
@@ -311,7 +388,8 @@ def run_sweep(grid: Grid, budget_seconds: float, device=None, log=print, stop_af
             log(f"  ensemble {number}/{n_groups}: {len(group)} {group[0].model.architecture} run(s), estimated "
                 f"{costs[i]:.0f} s, given until {group_deadline - start:.0f} s of the budget")
             train_group(group, store, device=device, log=log, deadline=group_deadline, stop_after=stop_after)
-    table = make_table(grid, store, budget_seconds=budget_seconds, elapsed_seconds=round(time.time() - start, 1))
-    write_table(table, table_dir(grid.name))
+    table_grid = table_grid or grid
+    table = make_table(table_grid, store, budget_seconds=budget_seconds, elapsed_seconds=round(time.time() - start, 1))
+    write_table(table, table_dir(table_grid.name))
     log(format_table(table))
     return table

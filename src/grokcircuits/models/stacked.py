@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
+from ..losses import at_least_float32
 from .trm import rms_norm
 
 
@@ -171,7 +172,7 @@ def trm_forward(w: dict[str, torch.Tensor], config: ModelConfig, inputs: torch.T
     logits = bmm_linear(z_H[:, P:], w["head.weight"]).transpose(1, 2)               # (M, B, 5, V)
     halt = None
     if config.halting_head:
-        halt = bmm_linear(z_H[:, 0], w["halt_head.weight"], w["halt_head.bias"])[..., 0].float()   # (M, B)
+        halt = at_least_float32(bmm_linear(z_H[:, 0], w["halt_head.weight"], w["halt_head.bias"])[..., 0])   # (M, B)
     return logits, halt
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
+from ..losses import at_least_float32
 
 SEQ_LEN = 5   # token slots: [h, r1, r2, PAD, PAD] in, [h, r1, r2, t, END] out
 
@@ -125,10 +126,10 @@ class TRM(nn.Module):
     authors' GPU numerics: parameters stay fp32 and are cast in every matmul, the start states and the
     stream are bf16, RMSNorm runs in fp32 and is cast back, the loss is taken in float64)."""
 
-    def __init__(self, config: ModelConfig, vocab_size: int, compute_dtype: torch.dtype = torch.float32):
+    def __init__(self, config: ModelConfig, vocab_size: int, compute_dtype: torch.dtype | None = None):
         super().__init__()
         self.config = config
-        self.compute_dtype = compute_dtype
+        self.compute_dtype = compute_dtype or torch.get_default_dtype()   # float32 unless a test asks for float64
         D, P = config.width, config.prefix_slots
         self.positions = P + SEQ_LEN
         self.stages = stage_names(config.h_cycles, config.l_cycles)
@@ -185,5 +186,5 @@ class TRM(nn.Module):
                 visit: StateVisitor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """inputs (B, 5) token ids -> logits (B, 5, V) at the token slots, halting logit (B,) or None."""
         z_H = self.recurse(self.embed(inputs), visit)               # (B, S, D)
-        halt = self.halt_head(z_H[:, 0])[..., 0].float() if self.halt_head is not None else None
+        halt = at_least_float32(self.halt_head(z_H[:, 0])[..., 0]) if self.halt_head is not None else None
         return self.readout(z_H), halt

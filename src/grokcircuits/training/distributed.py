@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 
 from ..config import ConfigError, RunConfig
+from ..losses import at_least_float32
 from ..runs import default_device
 from ..store import Store
 from .ensemble import Ensemble
@@ -85,7 +86,8 @@ class GradientAverage:
 
     def __call__(self, grads: dict[str, torch.Tensor], losses: torch.Tensor):
         names = list(grads)
-        flat = torch.cat([grads[n].reshape(-1).float() for n in names] + [losses.reshape(-1).float()])   # (P + M,)
+        flat = torch.cat([at_least_float32(grads[n].reshape(-1)) for n in names]
+                         + [at_least_float32(losses.reshape(-1))])                     # (P + M,)
         dist.all_reduce(flat)                                                          # sum over processes
         flat.div_(self.world_size)
         out, start = {}, 0

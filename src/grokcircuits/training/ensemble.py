@@ -33,9 +33,11 @@ def lr_factor(step: int, warmup_steps: int) -> float:
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
 
 
-def step_spec(configs: list[RunConfig], layout: Layout, device: torch.device) -> StepSpec:
-    """Numerics: fp32 on the CPU; on the GPU the recursive model runs its bf16 stream (no autocast)
-    and the standard transformer autocasts, with per-member loss scaling for fp16."""
+def step_spec(configs: list[RunConfig], layout: Layout, device: torch.device,
+              dtype: torch.dtype = torch.float32) -> StepSpec:
+    """Numerics: the parameters' dtype on the CPU (float32; float64 where a test builds the models in
+    float64 to check an equivalence exactly); on the GPU the recursive model runs its bf16 stream (no
+    autocast) and the standard transformer autocasts, with per-member loss scaling for fp16."""
     c = configs[0]
     trm = c.model.architecture == "trm"
     low = LOW_PRECISION[c.train.precision] if device.type == "cuda" else None
@@ -46,7 +48,7 @@ def step_spec(configs: list[RunConfig], layout: Layout, device: torch.device) ->
                         grokfast=any(x.train.grokfast_lambda > 0 for x in configs),
                         loss_scaling=low == torch.float16)
     return StepSpec(model=c.model, loss=c.train.loss, update=update,
-                    compute_dtype=(low or torch.float32) if trm else torch.float32,
+                    compute_dtype=(low or dtype) if trm else dtype,
                     autocast_dtype=None if trm else low, device_type=device.type)
 
 
@@ -72,7 +74,7 @@ class Ensemble:
         template = build_model(configs[0].model, data[0].vocab_size)
         self.layout = Layout.of(template)
         self.parameters = count_parameters(template)
-        self.spec = step_spec(configs, self.layout, device)
+        self.spec = step_spec(configs, self.layout, device, dtype=next(template.parameters()).dtype)
         starts = [self._start(c, d) for c, d in zip(configs, data)]
         self.progress = [p for p, _ in starts]
         self.previous_ema = [t.previous_ema or None for _, t in starts]
@@ -80,7 +82,8 @@ class Ensemble:
         self.finished = [False] * self.M
         self.eval_model = template.to(device)
         cuda = device.type == "cuda"
-        self._compiled = (configs[0].train.compile and compile_supported(device, self.log)) if compiled is None else compiled
+        self._compiled = (configs[0].train.compile and compile_supported(device, self.log, configs[0].model.architecture)
+                          if compiled is None else compiled)
         self._graph = cuda if graph is None else graph
         self.runner: StepRunner | None = None   # made by prepare()
         self._seconds_per_step = 0.0
@@ -121,7 +124,7 @@ class Ensemble:
         B = self.data[0].batch_size
         batches = Batches(inputs, labels, mask, rows=torch.zeros(CHUNK_STEPS, self.M, B, dtype=torch.int64, device=dev),
                           position=torch.zeros((), dtype=torch.int64, device=dev),
-                          losses=torch.zeros(CHUNK_STEPS, self.M, dtype=torch.float32, device=dev))
+                          losses=torch.zeros(CHUNK_STEPS, self.M, dtype=self.spec.compute_dtype if self.spec.compute_dtype == torch.float64 else torch.float32, device=dev))
         return EnsembleTensors(
             weights=weights, parameters=lay.parameters, ema={n: stack([r.ema[n] for r in runs]) for n in lay.parameters},
             opt=opt, hyper=Hyper.of(self.configs, dev),
@@ -263,7 +266,8 @@ class Ensemble:
                 p.snapshot_steps = sorted(set(p.snapshot_steps) | {step})
         keep = not p.reached_ood_exact_match and OOD_SET in self.data[i].probe_sets
         self.previous_ema[i], p.previous_eval_step = (current, p.step) if keep else (None, -1)
-        self.log(f"{c.key()} step {p.step}: " + ", ".join(
+        epoch = p.step / self.data[i].order.steps_per_epoch
+        self.log(f"{c.key()} step {p.step} (epoch {epoch:.1f}, loss {entry['train_loss'] or float('nan'):.4f}): " + ", ".join(
             f"{n} {v['exact_match']:.3f}" for n, v in entry.items() if isinstance(v, dict)))
         seconds = time.perf_counter() - start
         p.eval_seconds += seconds

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ..config import RunConfig
+from ..losses import at_least_float32
 
 ADAM_EPS = 1e-8
 PREFIX = "prefix_vector"          # trained by sign-SGD, not AdamW (as the authors' sparse embedding)
@@ -94,7 +95,7 @@ def _sum_squares(grads: list[torch.Tensor]) -> torch.Tensor:
     member's value does not depend on how many members there are (bit for bit on the CPU)."""
     total = None
     for g in grads:
-        s = g.reshape(g.shape[0], -1).float().square().sum(1)                         # (M,)
+        s = at_least_float32(g.reshape(g.shape[0], -1)).square().sum(1)               # (M,)
         total = s if total is None else total + s
     return total
 

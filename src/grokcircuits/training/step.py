@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..config import ModelConfig
-from ..losses import exact_match, per_slot_nll
+from ..losses import exact_match, loss_dtype, per_slot_nll
 from ..models.stacked import HashDropout, stacked_forward
 from .optim import Hyper, OptimizerState, UpdateSpec, apply_update_, lr_factor
 
@@ -74,11 +74,11 @@ def member_losses(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor
                   kind: str, halting_weight: torch.Tensor) -> torch.Tensor:
     """(M,) each member's loss: `engine.training_loss` per member (sequence loss + weighted halting BCE)."""
     nll = per_slot_nll(logits, labels, mask, kind)                                  # (M, B, 5)
-    loss = (nll.sum(-1) / mask.sum(-1).clamp_min(1)).mean(-1).float()              # (M,)
+    loss = (nll.sum(-1) / mask.sum(-1).clamp_min(1)).mean(-1).to(loss_dtype(logits))   # (M,)
     if halt is not None:
-        correct = exact_match(logits.detach(), labels, mask).float()                # (M, B)
+        correct = exact_match(logits.detach(), labels, mask).to(halt.dtype)         # (M, B)
         bce = F.binary_cross_entropy_with_logits(halt, correct, reduction="none").mean(-1)   # (M,)
-        loss = loss + halting_weight.float() * bce
+        loss = loss + halting_weight.to(bce.dtype) * bce
     return loss
 
 
@@ -179,16 +179,20 @@ class StepRunner:
 NO_COMPILE_ENV = "GROKCIRCUITS_NO_COMPILE"   # set (to anything but "" or "0") to train eagerly everywhere
 
 
-def compile_supported(device: torch.device, log=None) -> bool:
+def compile_supported(device: torch.device, log=None, architecture: str = "trm") -> bool:
     """Whether a run that asks for `compile` gets a compiled step on `device`. On a GPU always; on a
-    CPU too (the fused step is about 1.4x the eager one at the `cpu` profile's sizes; bench --cpu),
-    except where ATen's capability is forced down with ATEN_CPU_CAPABILITY (inductor's vectorised C++
-    then fails to build or stalls) or GROKCIRCUITS_NO_COMPILE is set; `log` hears why not."""
+    CPU for the recursive model (its fused step is about 1.3x the eager one at the `cpu` profile's
+    sizes and compiles in about a minute; bench --cpu) but not for the standard transformer (its
+    hash-dropout graph took 226 s to compile for 1.3x, and over 11 minutes as an ensemble of 3), and
+    not where ATen's capability is forced down with ATEN_CPU_CAPABILITY (inductor's vectorised C++ then
+    fails to build or stalls) or GROKCIRCUITS_NO_COMPILE is set; `log` hears why not."""
     reason = None
     if os.environ.get(NO_COMPILE_ENV, "0") not in ("", "0"):
         reason = f"{NO_COMPILE_ENV} is set"
     elif device.type == "cpu" and os.environ.get("ATEN_CPU_CAPABILITY"):
         reason = "ATEN_CPU_CAPABILITY is set (inductor cannot compile for an emulated CPU)"
+    elif device.type == "cpu" and architecture != "trm":
+        reason = "the standard transformer's step compiles for minutes on a CPU for a 1.3x faster step"
     if reason and log is not None:
         log(f"eager steps: {reason}")
     return reason is None

@@ -1,0 +1,167 @@
+"""The campaign: every run the chapters plan at a profile, trained over as many stretches as it takes.
+
+    python -m grokcircuits campaign --profile cpu --budget-seconds 36000 [--threads 1]
+    make campaign PROFILE=cpu BUDGET=36000
+
+Plain Python. The runs of chapters 00-03 with their default parameters (the profile's seeds) train
+in waves, in the order that answers claims soonest: the recursive model on both hops full and on the
+natural data (chapters 01 and 03's pretraining), then the transfer runs that start from them and the
+from-scratch controls (chapter 03), then the standard transformer (chapter 00), then the other three
+regimes (chapter 02). Runs already trained by the sweep whose configuration is the profile's (the
+`cpu` profile's seed-0 runs are the grid `cpu`'s) are adopted from the sweep's store, not trained
+again. Every evaluation prints a progress line (run, step, epoch, the curves, time left). At the
+budget the campaign stops at a step boundary, stores every unfinished run with its resumable
+checkpoint, and prints what remains with an estimate of the time it needs; the same command resumes
+exactly there, on this machine or on a fresh clone of a commit that holds the checkpoints.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+
+from . import experiments as ex
+from .config import REGIMES, Profile, RunConfig
+from .runs import load_run
+from .store import Store, read_json, results_root
+
+FIRST_REGIMES = ex.PRETRAIN_REGIMES_FOR_TRANSFER   # both hops full and natural: chapters 01 and 03
+
+
+@dataclass(frozen=True)
+class Wave:
+    name: str
+    runs: tuple[RunConfig, ...]
+
+
+def planned_waves(profile: Profile, seeds=None) -> list[Wave]:
+    """Every run chapters 00-03 plan at `profile` (default parameters), in the campaign's order."""
+    seeds = list(profile.seeds if seeds is None else seeds)
+    first = [profile.run("trm", r, s) for r in FIRST_REGIMES for s in seeds]
+    _, transfer = ex.transfer_runs(profile, seeds)
+    others = [r for r in REGIMES if r not in FIRST_REGIMES]
+    return [Wave("recursive model: both hops full and natural data (chapters 01, 03)", tuple(first)),
+            Wave("transfer: fine-tuning and from-scratch controls (chapter 03)", tuple(transfer)),
+            Wave("standard transformer on the natural data (chapter 00)",
+                 tuple(profile.run("gpt", "natural", s) for s in seeds)),
+            Wave("recursive model: the other regimes (chapter 02)",
+                 tuple(ex.regime_runs(profile, seeds, others)))]
+
+
+def all_runs(waves: list[Wave]) -> list[RunConfig]:
+    return list({c.key(): c for w in waves for c in w.runs}.values())
+
+
+def name_of(config: RunConfig) -> str:
+    """How a progress line names a run: architecture, regime or transfer role, seed."""
+    if config.transfer is not None:
+        role = f"fine-tuned from {config.init_regime}" if config.init_from else "from scratch"
+        return f"transfer {role} s{config.train.seed}"
+    return f"{config.model.architecture} {config.data.regime} s{config.train.seed}"
+
+
+def adopt(configs: list[RunConfig], store: Store, source: Store) -> list[str]:
+    """Copy into `store` every run of `configs` that `source` holds (records, curves, checkpoints and
+    snapshots) and `store` lacks or holds fewer steps of; returns the keys copied."""
+    copied = []
+    for c in configs:
+        key = c.key()
+        theirs = source.run_dir(key) / "record.json"
+        if not theirs.exists():
+            continue
+        ours = store.run_dir(key) / "record.json"
+        if ours.exists() and read_json(ours)["steps"] >= read_json(theirs)["steps"]:
+            continue
+        for folder in (source.run_dir(key), source.checkpoint_dir(key)):
+            if folder.exists():
+                target = store.root / folder.relative_to(source.root)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(folder, target)
+        copied.append(key)
+    return copied
+
+
+def status(configs: list[RunConfig], store: Store) -> list[dict]:
+    """Each planned run: name, key, status (complete, incomplete, not started), steps done and planned."""
+    out = []
+    for c in configs:
+        path = store.run_dir(c.key()) / "record.json"
+        record = read_json(path) if path.exists() else None
+        done = load_run(c, store) is not None
+        out.append({"run": name_of(c), "key": c.key(), "architecture": c.model.architecture,
+                    "status": "complete" if done else record["status"] if record else "not started",
+                    "steps": record["steps"] if record else 0, "steps_planned": c.train.steps,
+                    "steps_per_second": record.get("steps_per_second") if record else None})
+    return out
+
+
+def remaining_seconds(rows: list[dict]) -> float:
+    """Estimated seconds to finish every unfinished run, one at a time, at the rates the runs of the same
+    architecture measured (runs with no measurement yet take the slowest measured rate)."""
+    rates = {}
+    for r in rows:
+        if r["steps_per_second"]:
+            rates.setdefault(r["architecture"], []).append(r["steps_per_second"])
+    slowest = min((min(v) for v in rates.values()), default=None)
+    total = 0.0
+    for r in rows:
+        if r["status"] == "complete":
+            continue
+        rate = min(rates.get(r["architecture"], [])) if r["architecture"] in rates else slowest
+        if rate:
+            total += (r["steps_planned"] - r["steps"]) / rate
+    return total
+
+
+def summary(rows: list[dict]) -> str:
+    done = [r for r in rows if r["status"] == "complete"]
+    lines = [f"{len(done)} of {len(rows)} planned runs complete"]
+    for r in rows:
+        if r["status"] != "complete":
+            lines.append(f"  {r['run']:<40} {r['status']:<12} {r['steps']:>7} / {r['steps_planned']} steps  ({r['key']})")
+    left = remaining_seconds(rows)
+    if len(done) < len(rows):
+        lines.append(f"estimated time to finish, one run at a time at the measured rates: {left / 3600:.1f} h"
+                     if left else "no rate measured yet: no estimate")
+    return "\n".join(lines)
+
+
+def run_campaign(profile: Profile, budget_seconds: float, store: Store | None = None, log=print,
+                 sweep_store: Store | None = None, stop_after: int | None = None, seeds=None) -> list[dict]:
+    """Train the planned runs within `budget_seconds`; returns `status` of every planned run.
+    `stop_after` stops every ensemble after that many steps of this call, as the budget would."""
+    from .training import train_group, group_by_shape
+    start = time.time()
+    deadline = start + budget_seconds
+    store = store or Store(results_root(profile.name))
+    waves = planned_waves(profile, seeds)
+    configs = all_runs(waves)
+    source = sweep_store or Store(results_root("sweep"))
+    if source.root.exists():
+        for key in adopt(configs, store, source):
+            log(f"adopted {key} from {source.root}")
+    names = {c.key(): name_of(c) for c in configs}
+
+    def progress(message: str) -> None:
+        key = message.split(" ", 1)[0]
+        left = max(deadline - time.time(), 0)
+        log(f"[{left / 60:5.1f} min left] " + (names[key] + message[len(key):] if key in names else message))
+
+    for wave in waves:
+        todo = [c for c in wave.runs if load_run(c, store) is None]
+        waiting = [c for c in todo if c.init_from is not None and not store.has_run(c.init_from)]
+        todo = [c for c in todo if c not in waiting]
+        if waiting:
+            log(f"wave: {wave.name}: {len(waiting)} run(s) wait for their pretraining runs to finish")
+        if not todo:
+            continue
+        if time.time() >= deadline:
+            break
+        log(f"wave: {wave.name}: {len(todo)} run(s) to train")
+        for group in group_by_shape(todo):
+            if time.time() >= deadline:
+                break
+            train_group(group, store, log=progress, deadline=deadline, stop_after=stop_after)
+    rows = status(configs, store)
+    log(summary(rows))
+    return rows

@@ -1,0 +1,93 @@
+"""The campaign: its plan and order, adopting the sweep's runs, and an interrupted campaign resumed
+on the same store ending exactly where an uninterrupted one ends (bit for bit on the CPU)."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from grokcircuits import campaign
+from grokcircuits.config import REGIMES, get_profile
+from grokcircuits.store import Store, load_tensors
+
+TINY = get_profile("tiny")
+
+
+def short(profile, steps=20):
+    """The tiny profile with few steps: the campaign's code path in seconds."""
+    cut = dict(steps=steps, eval_every=steps // 2, checkpoint_every=steps // 2, eval_size=20)
+    return replace(profile, trm_train=replace(profile.trm_train, snapshots=0, **cut),
+                   gpt_train=replace(profile.gpt_train, **cut), finetune=replace(profile.finetune, **cut))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_plan_holds_every_chapter_run_in_the_order_that_answers_claims_soonest():
+    cpu = get_profile("cpu")
+    waves = campaign.planned_waves(cpu)
+    first, transfer, standard, others = (w.runs for w in waves)
+    assert sorted({c.data.regime for c in first}) == ["both_full", "natural"] and len(first) == 6
+    assert len(transfer) == 9 and all(c.transfer is not None for c in transfer)
+    assert {c.init_from for c in transfer} - {None} <= {c.key() for c in first}
+    assert [c.model.architecture for c in standard] == ["gpt"] * 3
+    assert sorted({c.data.regime for c in others}) == sorted(set(REGIMES) - {"natural", "both_full"})
+    assert len(campaign.all_runs(waves)) == 6 + 9 + 3 + 9
+    assert campaign.name_of(transfer[0]).startswith("transfer fine-tuned from")
+    assert campaign.name_of(transfer[-1]) == "transfer from scratch s2"
+
+
+def final(store, config):
+    return load_tensors(store.checkpoint_dir(config.key()) / "final.pt")
+
+
+def measured(curves):
+    return [{k: v for k, v in e.items() if k != "wall_seconds"} for e in curves]
+
+
+def test_an_interrupted_campaign_resumes_exactly_where_an_uninterrupted_one_ends(tmp_path):
+    profile = short(TINY)
+    lines = []
+    straight = Store(tmp_path / "straight")
+    rows = campaign.run_campaign(profile, 600, store=straight, log=lines.append, sweep_store=Store(tmp_path / "none"),
+                                 seeds=[0])
+    assert all(r["status"] == "complete" for r in rows) and len(rows) == 9
+    assert any("epoch" in line and "min left" in line and "trm both_full s0" in line for line in lines)
+    resumed = Store(tmp_path / "resumed")
+    cut = campaign.run_campaign(profile, 600, store=resumed, log=lines.append, sweep_store=Store(tmp_path / "none"),
+                                seeds=[0], stop_after=5)
+    assert {r["status"] for r in cut} == {"incomplete", "not started"}
+    assert "planned runs complete" in campaign.summary(cut) and "incomplete" in campaign.summary(cut)
+    done = campaign.run_campaign(profile, 600, store=resumed, log=lines.append, sweep_store=Store(tmp_path / "none"),
+                                 seeds=[0], stop_after=None)
+    assert all(r["status"] == "complete" for r in done)
+    for c in campaign.all_runs(campaign.planned_waves(profile, [0])):
+        a, b = final(straight, c), final(resumed, c)
+        assert all(torch.equal(a[n], b[n]) for n in a), campaign.name_of(c)
+        assert measured(straight.curves(c.key())) == measured(resumed.curves(c.key()))
+
+
+def test_runs_the_sweep_trained_are_adopted_not_trained_again(tmp_path):
+    profile = short(TINY)
+    sweep = Store(tmp_path / "sweep")
+    first = campaign.planned_waves(profile, [0])[0].runs[0]
+    from grokcircuits.training import train_group
+    train_group([first], sweep)
+    store = Store(tmp_path / "cpu")
+    assert campaign.adopt([first], store, sweep) == [first.key()]
+    assert campaign.adopt([first], store, sweep) == []          # already there with as many steps
+    assert torch.equal(final(store, first)["head.weight"], final(sweep, first)["head.weight"])
+    rows = campaign.status([first], store)
+    assert rows[0]["status"] == "complete" and rows[0]["steps"] == 20
+
+
+def test_remaining_time_is_estimated_from_the_measured_rates():
+    rows = [{"architecture": "trm", "status": "incomplete", "steps": 100, "steps_planned": 1100, "steps_per_second": 10.0},
+            {"architecture": "trm", "status": "not started", "steps": 0, "steps_planned": 500, "steps_per_second": None},
+            {"architecture": "gpt", "status": "not started", "steps": 0, "steps_planned": 200, "steps_per_second": None},
+            {"architecture": "gpt", "status": "complete", "steps": 300, "steps_planned": 300, "steps_per_second": 20.0}]
+    assert campaign.remaining_seconds(rows) == 100 + 50 + 10
