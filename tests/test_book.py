@@ -189,7 +189,7 @@ def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path
     row = rows["| {doc}`/chapters/03_limited_transfer`"]
     assert "**DOES NOT HOLD** (`does_not_hold:old_new_composed`)" in row
     assert "mature models: new+old exact match: 0.80 [0.70, 0.90]; other: 3" in row and "hidden" not in row
-    assert "| 0, 1 | `tiny` |" in row
+    assert "| profile `tiny`, seeds 0, 1; " in row and row.count(" | ") == 3   # four columns: provenance in one
     assert "not executed yet" in rows["| {doc}`/chapters/00_task`"]
     out = tmp_path / "_summary.md"
     book.write_summary(executed, out)

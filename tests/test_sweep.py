@@ -81,7 +81,7 @@ def test_note_says_what_follows_when_nothing_groks():
     rows = [good_row(final_ood_exact_match=0.02, status="incomplete")]
     assert sweep.choose_gpu_profile(rows) is None
     note = sweep.note_for(None, rows)
-    assert sweep.NEXT_GRID in note and "1 of 1 points did not finish" in note
+    assert sweep.NEXT_GRID in note and "1 of 1 runs did not finish" in note
     assert sweep.NEXT_GRID in sweep.note_for(None, [])
     assert "cheapest point" in sweep.note_for(good_row(), [good_row()])
 
@@ -154,7 +154,7 @@ def test_toy_sweep_stopped_early_keeps_what_it_has_and_resumes(tmp_path, monkeyp
     assert all(r["status"] == "incomplete" and r["steps"] == 20 and r["standard_status"] == "incomplete"
                for r in cut["rows"])
     assert all(r["final_ood_atomic_exact_match"] is not None for r in cut["rows"])   # its curve so far
-    assert "4 of 4 points did not finish" in cut["note"]
+    assert "4 of 4 runs did not finish" in cut["note"]
     assert (tmp_path / "sweep" / "toy" / "table.csv").exists()
     done = sweep.run_sweep(get_grid("toy"), budget_seconds=120, log=lambda m: None)
     assert all(r["status"] == "complete" and r["steps"] == 40 for r in done["rows"])
@@ -228,3 +228,18 @@ def test_device_seconds_come_from_the_record_or_from_the_wall_time_shared_by_the
     assert sweep._device_seconds({"device_seconds": 12.0, "gpu_seconds": 0.0, "wall_seconds": 50.0}) == 12.0
     assert sweep._device_seconds({"gpu_seconds": 7.0, "wall_seconds": 50.0}) == 7.0
     assert sweep._device_seconds({"gpu_seconds": 0.0, "wall_seconds": 50.0, "ensemble_size": 2}) == 25.0
+
+
+def test_a_part_of_the_grid_trains_alone_and_the_whole_grid_is_tabled(tmp_path, monkeypatch, one_thread, capsys):
+    from grokcircuits.__main__ import main
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    toy = get_grid("toy")
+    assert [c.model.architecture for c in sweep.only(toy, "gpt").configs()] == ["gpt"]
+    assert main(["sweep", "--grid", "toy", "--budget-seconds", "120", "--arch", "gpt"]) == 0
+    table = json.loads((tmp_path / "sweep" / "toy" / "table.json").read_text())
+    assert len(table["rows"]) == 4                                   # the whole grid, not the part
+    assert {r["status"] for r in table["rows"]} == {"not started"} and table["rows"][0]["standard_status"] == "complete"
+    capsys.readouterr()
+    assert main(["sweep", "--grid", "toy", "--table"]) == 0           # trains nothing
+    assert "not started" in capsys.readouterr().out
+    assert main(["sweep", "--grid", "toy", "--budget-seconds", "1", "--arch", "nope"]) == 2

@@ -318,3 +318,51 @@ def test_answer_exact_match_reads_the_answer_slot_only():
         assert path_summary(Oracle(0), answer_only, with_lens=False)["exact_match"] == 1.0   # prefix unsupervised
         wrong_answer = path_summary(Oracle(answer), answer_only, with_lens=False)
         assert wrong_answer["exact_match"] == 0.0 and wrong_answer["answer_exact_match"] == 0.0
+
+
+# --- what the budget could show: a premise still rising at the end is NOT SHOWN, never DOES NOT HOLD ---
+def rising(table, condition, set_, metric, steps=40_000, epochs=312.0):
+    """The same table with one row's curve still rising at its end, trained `steps` steps."""
+    table = table.assign(rising=False, steps=steps, epochs=epochs)
+    row = (table["condition"] == condition) & (table["set"] == set_) & (table["metric"] == metric)
+    table.loc[row, "rising"] = True
+    return table
+
+
+def test_still_rising_reads_the_last_quarter_of_a_curve():
+    steps = [0, 1000, 2000, 3000, 4000]
+    assert analysis.still_rising(steps, [0.0, 0.1, 0.2, 0.3, 0.4])          # +0.2 since step 3000
+    assert not analysis.still_rising(steps, [0.0, 0.5, 0.9, 0.92, 0.93])    # +0.01: flat
+    assert not analysis.still_rising(steps, [0.0, 0.5, 0.9, 0.6, 0.3])      # falling
+    assert not analysis.still_rising([0], [0.3]) and not analysis.still_rising(steps, [None] * 5)
+
+
+def test_task_contrast_is_not_shown_while_the_recursive_model_still_rises():
+    table = contrast(HIGH, ZERO, HIGH, ZERO)
+    assert v.task_contrast(table).branch == "does_not_hold:recursive_model_does_not_compose_ood"
+    out = v.task_contrast(rising(table, v.RECURSIVE, v.OOD, "answer_exact_match"))
+    assert (out.holds, out.branch) == (None, "not_shown:recursive_model_still_rising")
+    assert out.numbers["recursive model: trained"] == "40000 steps (312 epochs)"
+    # a standard transformer that composes OOD is a failure more steps cannot mend
+    both = rising(contrast(HIGH, HIGH, HIGH, ZERO), v.RECURSIVE, v.OOD, "answer_exact_match")
+    assert v.task_contrast(both).holds is False
+
+
+def test_accuracy_vs_circuit_is_not_shown_while_an_unformed_regime_still_rises():
+    table = regimes(a=(HIGH, HIGH), b=(ZERO, ZERO))
+    assert v.accuracy_vs_circuit(table).branch == "does_not_hold:coupled_in_every_regime"
+    out = v.accuracy_vs_circuit(rising(table, "b", v.OOD, "bridge_found_tail_slots"))
+    assert (out.holds, out.branch) == (None, "not_shown:still_rising") and "b: trained" in out.numbers
+    # a formed regime still rising changes nothing
+    assert v.accuracy_vs_circuit(rising(table, "a", v.OOD, "exact_match")).holds is False
+
+
+def test_limited_transfer_is_not_shown_while_new_old_still_rises():
+    table = transfer(GROKKED3, new_old=0.2).assign(new_old_rising=False)
+    assert v.limited_transfer(table).branch == "does_not_hold:new_old_not_composed"
+    table.loc[~table["is_control"], "new_old_rising"] = True
+    out = v.limited_transfer(table)
+    assert (out.holds, out.branch) == (None, "not_shown:new_old_still_rising")
+    # new+old below the control as well: a failure more steps need not mend
+    low = transfer(GROKKED3, new_old=0.05).assign(new_old_rising=True)
+    assert v.limited_transfer(low).holds is False

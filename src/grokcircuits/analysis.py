@@ -76,15 +76,35 @@ def mean_curves(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby(keys)[["value"]].apply(agg).reset_index()
 
 
+RISING_BY = 0.05    # a curve still rises when it gained this much over the last quarter of its steps
+
+
+def still_rising(steps, values, by: float = RISING_BY) -> bool:
+    """Whether a curve gained at least `by` between 3/4 of its last step and its end: a premise that
+    more training could still bring (the verdicts then say NOT SHOWN, never DOES NOT HOLD)."""
+    points = [(s, v) for s, v in zip(steps, values) if v is not None]
+    if len(points) < 2:
+        return False
+    end_step, end_value = points[-1]
+    earlier = [v for s, v in points if s <= 0.75 * end_step]
+    return bool(earlier) and end_value - earlier[-1] >= by
+
+
 def final_values(runs, sets, metrics=("exact_match",)) -> pd.DataFrame:
-    """The last evaluation of every run, summarised across seeds per condition."""
+    """The last evaluation of every run, summarised across seeds per condition; with whether some
+    seed's curve is still rising at its end (`still_rising`) and the most steps and epochs trained."""
     frame = curves_frame(runs, sets, metrics)
     last = frame[frame["step"] == frame.groupby(["condition", "seed"])["step"].transform("max")]
+    epochs = {(condition_of(r), r.config.train.seed): (getattr(r, "record", None) or {}).get("epochs") for r in runs}
     rows = []
     for (cond, s, m), g in last.groupby(["condition", "set", "metric"], sort=False):
         mean, lo, hi = mean_interval(g["value"])
+        curves = frame[(frame["condition"] == cond) & (frame["set"] == s) & (frame["metric"] == m)]
+        rising = any(still_rising(c["step"].tolist(), c["value"].tolist()) for _, c in curves.groupby("seed"))
+        trained = [epochs.get((cond, seed)) for seed in g["seed"]]
         rows.append({"condition": cond, "set": s, "metric": m, "mean": mean, "low": max(lo, 0.0),
-                     "high": min(hi, 1.0), "seeds": len(g)})
+                     "high": min(hi, 1.0), "seeds": len(g), "rising": rising, "steps": int(g["step"].max()),
+                     "epochs": max((e for e in trained if e is not None), default=None)})
     return pd.DataFrame(rows)
 
 
@@ -160,9 +180,12 @@ def transfer_table(pretrained, fine_tuned, metric: str = "exact_match") -> pd.Da
         parent = pre_by_key.get(f.config.init_from)
         if f.config.init_from is not None and parent is None:
             raise ValueError(f"fine-tuned run {f.key} starts from {f.config.init_from}, which is not among the pretrained runs")
+        steps = [e["step"] for e in f.curves]
         rows.append({"condition": condition_of(f), "seed": f.config.train.seed, "is_control": parent is None,
                      "pretrain_ood_exact_match": last_value(parent, "test_inferred_ood") if parent else float("nan"),
-                     **{s: last_value(f, s, metric) for s in TRANSFER_SETS}})
+                     **{s: last_value(f, s, metric) for s in TRANSFER_SETS},
+                     "new_old_rising": still_rising(steps, [e.get("new_old", {}).get(metric) for e in f.curves]),
+                     "steps": f.record.get("steps"), "epochs": f.record.get("epochs")})
     return pd.DataFrame(rows)
 
 

@@ -273,16 +273,16 @@ def summary_markdown(executed_dir="chapters") -> str:
         path = results_root(profile) / "verdicts" / f"{name}.json" if profile else None
         link = f"{{doc}}`/chapters/{name}`"
         if path is None or not path.exists():
-            rows.append(f"| {link} | {'no verdict recorded' if profile else 'not executed yet'} | | | | |")
+            rows.append(f"| {link} | {'no verdict recorded' if profile else 'not executed yet'} | | |")
             continue
         v = read_json(path)
         numbers = "; ".join(f"{k}: {format_measure(tuple(v['numbers'][k]) if isinstance(v['numbers'][k], list) else v['numbers'][k])}"
                             for k in v.get("key_numbers", []) if k in v["numbers"])
         seeds = ", ".join(map(str, v["seeds"])) if v.get("seeds") else "the profile's"
-        rows.append(f"| {link} | **{v['verdict']}** (`{v['branch']}`) | {numbers} | {seeds} | "
-                    f"`{v['profile']}` | {', '.join(v['device'])} |")
-    head = ("| claim (its chapter) | verdict (rule branch) | key numbers, mean [95% interval over seeds] | seeds "
-            "| profile | device |\n| --- | --- | --- | --- | --- | --- |")
+        rows.append(f"| {link} | **{v['verdict']}** (`{v['branch']}`) | {numbers} | "
+                    f"profile `{v['profile']}`, seeds {seeds}; {', '.join(v['device'])} |")
+    head = ("| claim (its chapter) | verdict (rule branch) | key numbers, mean [95% interval over seeds] "
+            "| provenance (profile, seeds, device) |\n| --- | --- | --- | --- |")
     return head + "\n" + "\n".join(rows) + "\n"
 
 

@@ -161,7 +161,7 @@ def cpu_grid() -> Grid:
     hops full first (they decide the `cpu` profile), the other three regimes after them."""
     return Grid(
         name="cpu",
-        description="50 entities (20 relations each of 30, 10% OOD atomic facts, phi 18; about 135 steps an "
+        description="50 entities (20 relations each of 30, 10% OOD atomic facts, phi 18; 128 to 150 steps an "
                     "epoch at batch 128); recursive model width 128, H2 x L2, 1 prefix slot, lr 1e-3, weight "
                     "decay 0.1, Grokfast (0.98, 2), EMA 0.99, 40k steps, the five regimes; standard transformer "
                     "width 128, 4 layers, 20k steps; evaluation every 500 steps",

@@ -56,11 +56,19 @@ def table_dir(grid_name: str) -> Path:
 
 # --- reading the store ---------------------------------------------------------------------------
 def stored(store: Store, config: RunConfig) -> tuple[dict | None, list[dict]]:
-    """(record, curves) of a run, complete or incomplete; (None, []) if it never started."""
+    """(record, curves) of a run, complete or incomplete; for a run that is training now (or whose
+    process was ended) with no record yet, its last checkpoint's progress ("in progress"); (None, [])
+    if it never started."""
     key = config.key()
-    if not (store.run_dir(key) / "record.json").exists():
+    if (store.run_dir(key) / "record.json").exists():
+        return store.record(key), store.curves(key)
+    from .training.state import load_checkpoint
+    resumed = load_checkpoint(store.checkpoint_dir(key))
+    if resumed is None:
         return None, []
-    return store.record(key), store.curves(key)
+    progress = resumed[0]
+    return {"status": "in progress", "steps": progress.step, "wall_seconds": round(progress.wall_seconds, 2),
+            "device_seconds": round(progress.gpu_seconds, 2), "config": config.to_dict()}, progress.curves
 
 
 def _final(curves: list[dict], read) -> float | None:
@@ -223,7 +231,7 @@ def note_for(choice: dict | None, rows: list[dict]) -> str:
     if not rows:
         return f"no point of this grid has been trained yet; {NEXT_GRID}"
     incomplete = sum(r["status"] != "complete" for r in rows)
-    tail = f" ({incomplete} of {len(rows)} points did not finish within the budget)" if incomplete else ""
+    tail = f" ({incomplete} of {len(rows)} runs did not finish within the budget)" if incomplete else ""
     if choice is None:
         return (f"no point shows the contrast (recursive model OOD >= {RECURSIVE_OOD_AT_LEAST} and ID > {ID_ABOVE}; "
                 f"standard transformer OOD <= {STANDARD_OOD_AT_MOST} and ID > {ID_ABOVE}){tail}: {NEXT_GRID}")
