@@ -448,6 +448,7 @@ def test_compiled_steps_on_the_cpu_unless_told_otherwise_or_on_an_emulated_cpu(m
     monkeypatch.delenv(step_module.NO_COMPILE_ENV, raising=False)
     heard = []
     assert step_module.compile_supported(CPU, heard.append) and not heard
+    assert not step_module.compile_supported(CPU, heard.append, "gpt") and "standard transformer" in heard[-1]
     monkeypatch.setenv(step_module.NO_COMPILE_ENV, "1")
     assert not step_module.compile_supported(CPU, heard.append) and "GROKCIRCUITS_NO_COMPILE" in heard[-1]
     monkeypatch.setenv(step_module.NO_COMPILE_ENV, "0")

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from .bench import members
 from .config import RunConfig, get_profile
 from .models.trm import SEQ_LEN, swiglu_hidden
 from .runs import device_name
@@ -42,11 +42,6 @@ def cpu_model() -> str:
         pass
     import platform
     return platform.processor() or platform.machine()
-
-
-def members(config: RunConfig, m: int) -> list[RunConfig]:
-    """m runs of one configuration, differing by seed: an ensemble of one shape."""
-    return [replace(config, train=replace(config.train, seed=i)) for i in range(m)]
 
 
 def timed_seconds(fn, steps: int, warmup: int, windows: int = 3) -> float:

@@ -37,7 +37,7 @@ def per_slot_nll(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor,
     if kind == "stablemax":
         logp = log_stablemax(logits.to(torch.float64))                             # (B, 5, V)
     else:
-        logp = F.log_softmax(at_least_float32(logits), dim=-1)                             # (B, 5, V)
+        logp = F.log_softmax(at_least_float32(logits), dim=-1)                     # (B, 5, V)
     nll = -logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)                         # (B, 5)
     return torch.where(mask, nll, torch.zeros_like(nll))
 

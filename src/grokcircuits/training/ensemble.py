@@ -122,9 +122,10 @@ class Ensemble:
             growth=torch.tensor([r.growth for r in runs], dtype=torch.int64, device=dev))
         inputs, labels, mask, self.offsets = gather_training_sets(self.data, dev)
         B = self.data[0].batch_size
+        loss_dtype = torch.float64 if self.spec.compute_dtype == torch.float64 else torch.float32   # as member_losses
         batches = Batches(inputs, labels, mask, rows=torch.zeros(CHUNK_STEPS, self.M, B, dtype=torch.int64, device=dev),
                           position=torch.zeros((), dtype=torch.int64, device=dev),
-                          losses=torch.zeros(CHUNK_STEPS, self.M, dtype=self.spec.compute_dtype if self.spec.compute_dtype == torch.float64 else torch.float32, device=dev))
+                          losses=torch.zeros(CHUNK_STEPS, self.M, dtype=loss_dtype, device=dev))
         return EnsembleTensors(
             weights=weights, parameters=lay.parameters, ema={n: stack([r.ema[n] for r in runs]) for n in lay.parameters},
             opt=opt, hyper=Hyper.of(self.configs, dev),
