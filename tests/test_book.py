@@ -36,7 +36,7 @@ def test_parameters_accept_defaults_and_papermill_text_lists():
 @pytest.mark.parametrize("namespace, message", [
     ({"profile": "tiny", "seeds": [0], "workers": 1, "regimes": ["natural"], "seed": 3},
      r"unknown parameter\(s\) 'seed'.*allowed parameters: profile, seeds, workers, regimes, grokking_criterion"),
-    ({"profile": "huge", "seeds": [0], "workers": 1, "regimes": ["natural"]}, r"profile='huge'.*'tiny', 'gpu', 'paper'"),
+    ({"profile": "huge", "seeds": [0], "workers": 1, "regimes": ["natural"]}, r"profile='huge'.*'tiny', 'cpu', 'gpu', 'paper'"),
     ({"profile": "tiny", "seeds": "zero", "workers": 1, "regimes": ["natural"]}, r"seeds='zero' must be a non-empty list"),
     ({"profile": "tiny", "seeds": [0], "workers": 1, "regimes": ["natural", "hop3"]}, r"'hop3'.*allowed values: 'natural'"),
     ({"profile": "tiny", "seeds": [0], "workers": 0, "regimes": ["natural"]}, r"workers=0 must be a positive int"),
