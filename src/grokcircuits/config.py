@@ -344,8 +344,11 @@ CPU = Profile(
     finetune=TrainConfig(steps=5000, batch_size=128, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=100,
                          ema_decay=0.99, eval_every=250, eval_size=1000, snapshots=0, checkpoint_every=1000,
                          compile=True),
-    validated_on=None,
-    provenance="the point of grid `cpu` (make sweep GRID=cpu); not yet validated: the sweep is still running",
+    validated_on="CPU: Intel Xeon, AVX-512, 2 cores (1 thread a run)",
+    provenance="the point of grid `cpu` (results/sweep/cpu/table.json), set from condition (a): both hops full "
+               "reached OOD exact match 0.9 at 3,500 steps (23 epochs, about 300 CPU-seconds); condition (b) is open: "
+               "the natural run stayed at OOD exact match 0.005-0.05 to 32,582 steps (254 epochs) with its OOD atomic "
+               "facts stored (1.0), while the standard transformer stayed at most 0.05 on OOD (ID 0.999)",
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, CPU, GPU, PAPER)}

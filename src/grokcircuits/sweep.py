@@ -355,7 +355,12 @@ def only(grid: Grid, architecture: str | None = None, regimes: tuple[str, ...] =
 
 
 def write_current_table(grid: Grid, **about) -> dict:
-    """The table of what the store holds now, written and returned; trains nothing (`sweep --table`)."""
+    """The table of what the store holds now, written and returned; trains nothing (`sweep --table`).
+    The budget and elapsed time of the last training call are kept from the table it wrote."""
+    earlier = table_dir(grid.name) / "table.json"
+    if earlier.exists():
+        kept = read_json(earlier)
+        about = {**{k: kept[k] for k in ("budget_seconds", "elapsed_seconds") if k in kept}, **about}
     table = make_table(grid, Store(sweep_root()), **about)
     write_table(table, table_dir(grid.name))
     return table
