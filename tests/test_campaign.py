@@ -19,12 +19,7 @@ def short(profile, steps=20):
                    gpt_train=replace(profile.gpt_train, **cut), finetune=replace(profile.finetune, **cut))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_plan_holds_every_chapter_run_in_the_order_that_answers_claims_soonest():

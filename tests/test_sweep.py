@@ -125,15 +125,6 @@ def test_the_bare_gpu_path_imports_neither_pandas_nor_altair():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.fixture
-def one_thread():
-    """The toy models are far too small to gain from threads, and on a CPU shared with other work
-    spinning threads make each step many times slower."""
-    import torch
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_toy_sweep_runs_end_to_end_and_chooses_nothing(one_thread):

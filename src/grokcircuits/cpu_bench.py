@@ -19,12 +19,13 @@ from pathlib import Path
 
 import torch
 
-from .bench import members
+from .bench import members, timed
 from .config import RunConfig, get_profile
 from .models.trm import SEQ_LEN, swiglu_hidden
 from .runs import device_name
 from .training import build_step, model_flops_per_step
 
+CPU = torch.device("cpu")
 GATE = 0.4          # the recursive model's step must reach this share of the same-shape GEMM peak
 ENSEMBLES = (1, 3, 5)
 THREADS = (1, 2)
@@ -44,19 +45,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def timed_seconds(fn, steps: int, warmup: int, windows: int = 3) -> float:
-    """Seconds per call: the median of `windows` windows of `steps` calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(windows):
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        out.append((time.perf_counter() - start) / steps)
-    return sorted(out)[len(out) // 2]
-
-
 def largest_matmul(config: RunConfig) -> tuple[int, int, int]:
     """(rows, inner, cols) of the step's largest matmul: the recursive model's channel gate/up
     projection, the standard transformer's MLP up-projection."""
@@ -71,7 +59,7 @@ def gemm_peak_gflops(shape: tuple[int, int, int], m: int, steps: int = 50) -> fl
     """GFLOP/s of a float32 batched matmul (m, rows, inner) @ (m, inner, cols) on the current threads."""
     rows, inner, cols = shape
     a, b = torch.randn(m, rows, inner), torch.randn(m, inner, cols)
-    seconds = timed_seconds(lambda: torch.bmm(a, b), steps, 5, windows=5)
+    seconds = timed(lambda: torch.bmm(a, b), steps, 5, CPU, windows=5)
     return 2 * m * rows * inner * cols / seconds / 1e9
 
 
@@ -85,7 +73,7 @@ def measure_step(configs: list[RunConfig], compiled: bool, threads: tuple[int, .
            "gflop_per_step": round(flops / 1e9, 3), "threads": {}}
     for t in threads:
         torch.set_num_threads(t)
-        seconds = timed_seconds(step, steps, warmup)
+        seconds = timed(step, steps, warmup, CPU)
         peak = gemm_peak_gflops(largest_matmul(configs[0]), len(configs))
         achieved = flops / seconds / 1e9
         out["threads"][str(t)] = {"model_steps_per_s": round(len(configs) / seconds, 2),

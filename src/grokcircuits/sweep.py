@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .config import RunConfig
@@ -347,10 +348,9 @@ def plan(grid: Grid, device_type: str = "cuda") -> list[dict]:
 def only(grid: Grid, architecture: str | None = None, regimes: tuple[str, ...] = ()) -> Grid:
     """The grid restricted to one architecture and/or some data regimes (`sweep --only`): to train
     its runs in separate processes, one a core, each writing its own runs to the same store."""
-    from dataclasses import replace as _replace
     keep = lambda c: ((architecture is None or c.model.architecture == architecture)
                       and (not regimes or c.model.architecture != "trm" or c.data.regime in regimes))
-    return _replace(grid, recursive=tuple(c for c in grid.recursive if keep(c)),
+    return replace(grid, recursive=tuple(c for c in grid.recursive if keep(c)),
                     standard=tuple(c for c in grid.standard if keep(c)))
 
 
