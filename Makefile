@@ -6,9 +6,13 @@ PROFILE  ?= tiny
 PARAMS   ?=
 CHAPTERS := 00_task 01_identical_paths 02_accuracy_vs_circuit 03_limited_transfer 04_cost
 EXECUTED := chapters
+# Chapter 01's variant page (book.VARIANT_PAGE, book.VARIANT_PARAMETERS): the checkpoints before and
+# after in-distribution generalisation, its verdict filed as that variant.
+VARIANT_PAGE   := 01_identical_paths_iid
+VARIANT_PARAMS := -p grokking_set iid -p grokking_criterion 0.9
 BOOKFLAGS ?= --warningiserror --keep-going
 
-.PHONY: setup book chapter execute html test test-fast golden runs bench clean
+.PHONY: setup book chapter execute variant html test test-fast golden runs bench clean
 
 setup: $(VENV)/.installed
 
@@ -22,7 +26,11 @@ $(VENV)/.installed: environment.yml pyproject.toml
 # Execute every chapter with papermill at PROFILE, then build the HTML book.
 book: setup
 	@for ch in $(CHAPTERS); do $(MAKE) --no-print-directory execute CH=$$ch || exit 1; done
+	$(MAKE) --no-print-directory variant
 	$(MAKE) --no-print-directory html
+
+variant:
+	$(MAKE) --no-print-directory execute CH=01_identical_paths PAGE=$(VARIANT_PAGE) PARAMS="$(VARIANT_PARAMS)"
 
 # Re-execute one chapter with parameter overrides, then rebuild the HTML:
 #   make chapter CH=02_accuracy_vs_circuit PARAMS="-p seeds '[0,1,2]'"
@@ -35,7 +43,7 @@ execute:
 	@echo "$(CHAPTERS)" | tr ' ' '\n' | grep -qx "$(CH)" || (echo "CH=$(CH) is not a chapter; allowed values: $(CHAPTERS)" && exit 2)
 	@mkdir -p build/src $(EXECUTED)
 	$(BIN)/jupytext --quiet --to ipynb -o build/src/$(CH).ipynb book/$(CH).py
-	$(BIN)/papermill --log-level WARNING build/src/$(CH).ipynb $(EXECUTED)/$(CH).ipynb -p profile $(PROFILE) $(PARAMS)
+	$(BIN)/papermill --log-level WARNING build/src/$(CH).ipynb $(EXECUTED)/$(or $(PAGE),$(CH)).ipynb -p profile $(PROFILE) $(PARAMS)
 
 # The root page's "What this replication found" table (_summary.md) is read from the verdict files
 # of the profile each executed chapter ran with.
@@ -44,9 +52,13 @@ html:
 	$(BIN)/jupyter-book build . $(BOOKFLAGS)
 	@echo "Open _build/html/index.html in a browser."
 
-# Unit tests (slow tier included) and nbval over the golden notebooks, in a fresh results store.
+# Unit tests (slow tier included) and nbval over the golden notebooks, in a fresh results store:
+# TEST_WORKERS pytest workers (pytest-xdist) at one torch thread each, one a core (threads spinning
+# beside another busy process slow a CPU step many times); --dist loadscope keeps each notebook's
+# cells, and each test module, in one worker.
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest --runslow --nbval-lax tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest --runslow --nbval-lax -n $(TEST_WORKERS) --dist loadscope tests
 
 test-fast: setup
 	$(BIN)/python -m pytest tests
@@ -94,7 +106,8 @@ campaign: setup
 	@PYTHONPATH=src $(BIN)/python -m grokcircuits campaign --profile $(PROFILE) --budget-seconds $(BUDGET) --threads $(THREADS); \
 	rc=$$?; if [ $$rc -eq 3 ]; then echo "campaign unfinished: commit results/$(PROFILE) with its resumable checkpoints, then run it again"; exit 0; fi; \
 	test $$rc -eq 0 || exit $$rc; \
-	for ch in $(CHAPTERS); do OMP_NUM_THREADS=$(THREADS) $(MAKE) --no-print-directory execute CH=$$ch || exit 1; done
+	for ch in $(CHAPTERS); do OMP_NUM_THREADS=$(THREADS) $(MAKE) --no-print-directory execute CH=$$ch || exit 1; done; \
+	OMP_NUM_THREADS=$(THREADS) $(MAKE) --no-print-directory variant
 
 clean:
 	rm -rf _build build $(EXECUTED) results/tiny/checkpoints   # results/tiny itself may be committed
@@ -119,6 +132,7 @@ endif
 results: setup
 	$(MAKE) --no-print-directory runs PYTHON=$(abspath $(BIN))/python
 	@for ch in $(CHAPTERS); do $(MAKE) --no-print-directory execute CH=$$ch || exit 1; done
+	$(MAKE) --no-print-directory variant
 	@echo "Made results/$(PROFILE): commit it (git add results/$(PROFILE)); checkpoints and verdicts stay ignored."
 
 # Build the book at PUBLISH_PROFILE from its committed results (TRAIN=0), then push _build/html to

@@ -135,8 +135,10 @@ analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]
 # held-out ID compositions at least 0.5, over the whole 95% interval across seeds. Given that, it
 # **holds** when the standard transformer's OOD interval lies at or below 0.1 and the recursive
 # model's at or above 0.5; it **does not hold** when either interval lies wholly on the wrong
-# side; otherwise (a premise missing, or an interval straddling its threshold) it is **not shown**
-# at this scale. The rule is `grokcircuits.verdicts.task_contrast`; the cell prints only what every
+# side, except that a recursive model below 0.5 whose curve was still rising, or which trained
+# fewer epochs than the paper's 1100, is **not shown** (the composition may still come);
+# otherwise (a premise missing, or an interval straddling its threshold) it is **not shown** at
+# this scale. The rule is `grokcircuits.verdicts.task_contrast`; the cell prints only what every
 # machine agrees on, and the numbers follow it.
 
 # %%

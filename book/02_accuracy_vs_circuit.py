@@ -84,10 +84,36 @@ analysis.crossing_summary(runs, "test_inferred_ood", ["exact_match", "target_fou
                           sorted({ch.grokking_criterion, 0.9}))
 
 # %% [markdown]
+# ## Can the probes see the bridge?
+#
+# "No circuit" is only a finding if the probe would have seen one. Each circuit probe is checked on
+# models whose path is known: the hand-built *composer* writes the bridge at the answer slot and must
+# be found; the hand-built *lookup* never computes a bridge, and an *untrained* network of the same
+# shape has none, and both must not be. It must also find the bridge in the trained model known to
+# compose: both hops full, once its OOD exact match is at least 0.9 over the whole interval.
+#
+# Two probes are tried, in this order. The **logit lens** reads each state with the model's own
+# output head (the bridge at the answer/END slot). The **linear probe** (`grokcircuits.linear_probe`)
+# fits a ridge readout of the bridge entity to every state and token slot on ID compositions
+# (leaving out every query whose first hop is the first hop of a test query), chooses the state and
+# slot on half of the OOD compositions and reports on the other half, from the final EMA weights.
+# The verdict reads the circuit with the first probe that passes every control.
+
+# %% tags=["hide-input"]
+from grokcircuits import linear_probe
+
+final = analysis.final_values(runs, ["test_inferred_ood", "test_inferred_iid"], metrics)
+final = pd.concat([final, linear_probe.probe_values(runs)], ignore_index=True)
+controls = linear_probe.circuit_probe_controls(runs[0].config)
+full_label = REGIMES["both_full"].label
+pd.DataFrame([{"probe": verdicts.CIRCUIT_PROBES[p], **{k: analysis.format_measure(x) for k, x in c.items()},
+               f"{full_label} (trained)": analysis.format_measure(analysis.lookup(final, full_label, "test_inferred_ood", p))}
+              for p, c in controls.items()]).set_index("probe")
+
+# %% [markdown]
 # ## Final values
 
 # %% tags=["hide-input"]
-final = analysis.final_values(runs, ["test_inferred_ood", "test_inferred_iid"], metrics)
 analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]))
 
 # %% [markdown]
@@ -95,14 +121,17 @@ analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]
 #
 # Per regime, OOD accuracy is *formed* when the 95% interval over seeds of its OOD exact match lies
 # at or above `grokking_criterion`, and *absent* when it lies wholly below; the circuit is formed
-# or absent the same way, by the bridge found at the answer/END slot against 0.5. The decoupling
-# **holds** when some regime has one formed and the other absent; it **does not hold** when every
-# regime has both or neither; it is **not shown** when nothing formed in any regime (too small a
-# scale) or an interval straddles its threshold. The rule is `grokcircuits.verdicts.accuracy_vs_circuit`.
+# or absent the same way against 0.5, read by the first probe that passed its controls above. The
+# decoupling **holds** when some regime has one formed and the other absent; it **does not hold**
+# when every regime has both or neither; it is **not shown** when no both-hops-full model is mature
+# (nothing known to compose can check the probes), when no probe passes its controls (the probes
+# are blind at this scale), when a regime where neither formed was still rising or trained fewer
+# epochs than the paper's 1100 (either may still come), or when an interval straddles its
+# threshold. The rule is `grokcircuits.verdicts.accuracy_vs_circuit`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-decoupling = verdicts.accuracy_vs_circuit(final, ch.grokking_criterion)
+decoupling = verdicts.accuracy_vs_circuit(final, controls, ch.grokking_criterion)
 book.verdict(ch, "High OOD accuracy and the bridge-entity circuit can form independently, depending on the data regime.",
              decoupling, runs)
 
@@ -123,6 +152,7 @@ paper_says = {"natural": "accuracy and bridge both rise", "both_full": "accuracy
 book.paper_table([(REGIMES[r].label, paper_says[r],
                    {"OOD exact match": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "exact_match"),
                     "bridge at answer/END": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_found_tail_slots"),
+                    "bridge decoded (linear probe)": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_decoded"),
                     "bridge anywhere": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_found"),
                     "target anywhere": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "target_found")})
                   for r in ch.regimes], index="regime")

@@ -215,3 +215,26 @@ def test_boilerplate_cells_are_folded(ch):
         tags = c.metadata.get("tags", [])
         if any(s in c.source for s in ("book.parameters(", "book.provenance(", "book.package_versions(")):
             assert {"hide-input", "hide-cell", "remove-input", "remove-cell"} & set(tags), (ch, c.source[:60])
+
+
+def test_chapter_01_takes_the_grokking_set_and_files_a_variant_under_its_own_name(tmp_path, monkeypatch, capsys):
+    ns = {"profile": "tiny", "seeds": None, "workers": 1, "query_set": "train_inferred", "patching_queries": 10,
+          "grokking_criterion": 0.9}
+    with pytest.raises(ConfigError, match=r"grokking_set='OOD' is not allowed; allowed values: 'ood', 'iid'"):
+        book.parameters("01_identical_paths", {**ns, "grokking_set": "OOD"})
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    ch = book.parameters("01_identical_paths", {**ns, "grokking_set": "iid"})
+    from grokcircuits.inference_paths import VARIANTS
+    from grokcircuits.verdicts import Verdict
+    book.verdict(ch, "a claim", Verdict(None, "not_shown:x"), variant=VARIANTS["iid"])
+    assert "Variant: iid: before and after in-distribution generalisation" in capsys.readouterr().out
+    record = json.loads((ch.store.root / "verdicts" / "01_identical_paths.iid.json").read_text())
+    assert record["variant"] == VARIANTS["iid"] and not (ch.store.root / "verdicts" / "01_identical_paths.json").exists()
+
+
+def test_the_variant_page_is_built_with_the_parameters_the_summary_reads():
+    makefile = (ROOT / "Makefile").read_text()
+    params = " ".join(f"-p {k} {v}" for k, v in book.VARIANT_PARAMETERS.items())
+    assert f"VARIANT_PARAMS := {params}" in makefile and f"VARIANT_PAGE   := {book.VARIANT_PAGE}" in makefile
+    assert f"chapters/{book.VARIANT_PAGE}" in (ROOT / "_toc.yml").read_text()
+    assert f"chapters/{book.VARIANT_PAGE}" in book.summary_markdown(ROOT / "no-such-folder")

@@ -86,3 +86,14 @@ def test_remaining_time_is_estimated_from_the_measured_rates():
             {"architecture": "gpt", "status": "not started", "steps": 0, "steps_planned": 200, "steps_per_second": None},
             {"architecture": "gpt", "status": "complete", "steps": 300, "steps_planned": 300, "steps_per_second": 20.0}]
     assert campaign.remaining_seconds(rows) == 100 + 50 + 10
+
+
+def test_waves_train_only_the_named_waves_and_a_wrong_name_is_refused(tmp_path):
+    profile = short(TINY)
+    store = Store(tmp_path / "cpu")
+    rows = campaign.run_campaign(profile, 600, store=store, log=lambda m: None, sweep_store=Store(tmp_path / "none"),
+                                 seeds=[0], waves=["standard"])
+    trained = {r["run"] for r in rows if r["status"] == "complete"}
+    assert trained == {"gpt natural s0"} and len(rows) == 9
+    with pytest.raises(Exception, match="waves='gpt' is not a wave; allowed: first, transfer, standard, regimes"):
+        campaign.run_campaign(profile, 600, store=store, sweep_store=Store(tmp_path / "none"), seeds=[0], waves=["gpt"])

@@ -144,3 +144,21 @@ def test_similarity_table_has_the_verdicts_columns_and_compares_pre_with_end(mon
     assert same["similarity"] > same["chance_high"]
     assert table.iloc[2][["similarity", "low", "high", "chance_high"]].isna().all()
     assert isinstance(table, pd.DataFrame) and len(table) == 3
+
+
+def test_the_iid_variant_judges_grokking_on_the_held_out_id_compositions():
+    # the shape measured at the cpu profile: ID generalisation lags memorisation by one evaluation,
+    # the OOD compositions never come
+    acc = [0.47, 0.83, 0.94, 0.98, 1.0]
+    iid = [0.14, 0.39, 0.73, 0.91, 1.0]
+    ood = [0.03, 0.02, 0.03, 0.04, 0.03]
+    run = FakeRun([{**e, "test_inferred_iid": {"exact_match": i}} for e, i in zip(curves(acc, ood), iid)],
+                  snapshots=[100, 200, 300, 400])
+    assert not ip.grokked(run, 0.5) and ip.pre_grok_step(run, 0.5) == 400     # the paper's: never grokked
+    assert ip.grokked(run, 0.9, "iid") and ip.first_grokked_step(run, 0.9, "iid") == 400
+    assert ip.pre_grok_step(run, 0.9, "iid") == 300                          # memorised, ID not yet 0.9
+    assert ip.pre_grok_step(run, 0.5, "iid") is None                         # ID 0.5 came before memorising
+    table = ip.checkpoint_table([run], 0.9, "iid")
+    assert table.loc[0, "held-out ID exact match then"] == 0.73 and bool(table.loc[0, "grokked"])
+    with pytest.raises(ConfigError, match="grokking_set='OOD' is not allowed; allowed values: 'ood', 'iid'"):
+        ip.grokked(run, 0.5, "OOD")

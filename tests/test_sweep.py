@@ -190,6 +190,15 @@ def test_cpu_grid_holds_five_regimes_and_trains_the_decisive_ones_first():
     assert cpu.data.n_relations > cpu.data.relations_per_entity
 
 
+def test_the_next_cpu_grid_continues_condition_b_at_more_weight_decay_and_reuses_the_standard_transformer():
+    nxt = get_grid("cpu_next")
+    assert sorted({c.train.weight_decay for c in nxt.recursive}) == [0.3, 1.0]
+    assert {c.data.regime for c in nxt.recursive} == {"natural", "both_full"}
+    assert all(c.train.steps > CPU_GRID.recursive[0].train.steps for c in nxt.recursive)
+    assert all(c.data == replace(CPU_GRID.recursive[0].data, regime=c.data.regime) for c in nxt.recursive)
+    assert nxt.standard[0].key() == CPU_GRID.standard[0].key()      # trained once, by the grid `cpu`
+
+
 def regime_row(regime, **changes):
     row = sweep.row_of(replace(POINT, data=replace(POINT.data, regime=regime)), record(), GROKKING, record(), STANDARD)
     row.update(changes)

@@ -17,13 +17,14 @@ from grokcircuits.stats import mean_interval
 NAT, H1, H2 = REGIMES["natural"].label, REGIMES["hop1_only"].label, REGIMES["hop2_only"].label
 
 
-def final(rows) -> pd.DataFrame:
-    """A final_values-shaped table from (condition, set, metric, seeds' values)."""
+def final(rows, epochs=v.PAPER_EPOCHS) -> pd.DataFrame:
+    """A final_values-shaped table from (condition, set, metric, seeds' values), every condition
+    trained `epochs` epochs (the paper's length unless a test says otherwise)."""
     out = []
     for cond, set_, metric, values in rows:
         m, lo, hi = mean_interval(values)
         out.append({"condition": cond, "set": set_, "metric": metric, "mean": m, "low": lo, "high": hi,
-                     "seeds": len(values)})
+                     "seeds": len(values), "epochs": epochs})
     return pd.DataFrame(out)
 
 
@@ -129,17 +130,28 @@ def test_identical_paths_threshold_is_a_parameter_and_columns_are_checked():
 
 
 # --- chapter 02 -----------------------------------------------------------------------------------
-def regimes(**by_label):
-    """by regime label: (OOD exact match values, bridge-at-answer/END values)."""
+FULL = REGIMES["both_full"].label
+LENS, LINEAR = "bridge_found_tail_slots", "bridge_decoded"
+GOOD = {"composer": 1.0, "lookup": 0.01, "untrained": 0.0}     # a probe that passes its hand-built controls
+CONTROLS = {LENS: GOOD, LINEAR: GOOD}
+
+
+def regimes(full=(HIGH, HIGH), **by_label):
+    """by regime label: (OOD exact match values, the circuit probes' values), both hops full (a
+    mature composer by default) first; one circuit value stands for both probes, or a pair
+    (logit lens, linear probe)."""
     rows = []
-    for label, (em, br) in by_label.items():
-        rows += [(label, v.OOD, "exact_match", em), (label, v.OOD, "bridge_found_tail_slots", br),
+    for label, (em, circuit) in {FULL: full, **by_label}.items():
+        lens, linear = circuit if isinstance(circuit, tuple) else (circuit, circuit)
+        rows += [(label, v.OOD, "exact_match", em), (label, v.OOD, LENS, lens), (label, v.OOD, LINEAR, linear),
                  (label, v.OOD, "bridge_found", [1.0] * len(em))]
     return final(rows)
 
 
 @pytest.mark.parametrize("table, holds, branch", [
-    (regimes(a=(ZERO, ZERO), b=(MID, ZERO)), None, "not_shown:neither_formed"),
+    (regimes(full=(ZERO, ZERO), a=(HIGH, ZERO)), None, "not_shown:no_mature_composer"),
+    (regimes(full=(MID, HIGH), a=(HIGH, ZERO)), None, "not_shown:no_mature_composer"),   # straddles 0.9
+    (regimes(full=(HIGH, ZERO), a=(HIGH, ZERO)), None, "not_shown:probe_blind"),
     (regimes(a=(HIGH, HIGH), b=(HIGH, ZERO)), True, "holds:accuracy_without_circuit"),
     (regimes(a=(ZERO, ZERO), b=(ZERO, HIGH)), True, "holds:circuit_without_accuracy"),
     (regimes(a=(HIGH, ZERO), b=(ZERO, HIGH)), True, "holds:both_directions"),
@@ -148,17 +160,46 @@ def regimes(**by_label):
     (regimes(a=(ZERO, ZERO), b=(HIGH, MID)), None, "not_shown:intervals_straddle"),   # accuracy formed, circuit open
 ])
 def test_accuracy_vs_circuit_branches(table, holds, branch):
-    out = v.accuracy_vs_circuit(table)
+    out = v.accuracy_vs_circuit(table, CONTROLS)
     assert (out.holds, out.branch) == (holds, branch)
-    assert "a: bridge found anywhere (the authors' measure)" in out.numbers
+    if holds is not None:
+        assert "a: bridge found anywhere (the authors' measure)" in out.numbers
 
 
-def test_accuracy_vs_circuit_uses_the_grokking_criterion_and_the_strict_bridge():
+def test_accuracy_vs_circuit_needs_the_both_hops_full_regime():
+    table = final([("a", v.OOD, m, HIGH) for m in ("exact_match", LENS, LINEAR, "bridge_found")])
+    assert v.accuracy_vs_circuit(table, CONTROLS).branch == "not_shown:no_mature_composer"
+
+
+def test_accuracy_vs_circuit_uses_the_grokking_criterion():
     table = regimes(a=([0.3, 0.32, 0.31], ZERO))
-    assert v.accuracy_vs_circuit(table).branch == "not_shown:neither_formed"
-    assert v.accuracy_vs_circuit(table, grokking_criterion=0.25).branch == "holds:accuracy_without_circuit"
+    assert v.accuracy_vs_circuit(table, CONTROLS).branch == "does_not_hold:coupled_in_every_regime"
+    assert v.accuracy_vs_circuit(table, CONTROLS, grokking_criterion=0.25).branch == "holds:accuracy_without_circuit"
     # the authors' bridge found (1.0 in every regime here) is reported, never judged
-    assert v.accuracy_vs_circuit(regimes(a=(HIGH, HIGH), b=(HIGH, ZERO))).numbers["b: reading"] == "accuracy without circuit"
+    assert v.accuracy_vs_circuit(regimes(a=(HIGH, HIGH), b=(HIGH, ZERO)), CONTROLS).numbers["b: reading"] == "accuracy without circuit"
+
+
+def test_a_probe_blind_to_the_mature_composer_gives_way_to_one_that_sees_it():
+    # the logit lens misses the bridge in the mature both-hops-full model; the linear probe finds it
+    table = regimes(full=(HIGH, (ZERO, HIGH)), b=(HIGH, (ZERO, ZERO)))
+    out = v.accuracy_vs_circuit(table, CONTROLS)
+    assert out.branch == "holds:accuracy_without_circuit"
+    assert out.numbers["circuit read by"].startswith(v.CIRCUIT_PROBES[LINEAR])
+    assert "misses the bridge in the mature" in out.numbers["circuit read by"]
+    # the same table read by the lens alone would have called every regime circuit-free
+    assert v.accuracy_vs_circuit(regimes(full=(HIGH, HIGH), b=(HIGH, (ZERO, ZERO))), CONTROLS).numbers["circuit read by"] \
+        == v.CIRCUIT_PROBES[LENS]
+
+
+@pytest.mark.parametrize("control, value", [("composer", 0.1), ("lookup", 0.9), ("untrained", 0.6)])
+def test_a_probe_failing_a_hand_built_control_is_not_used(control, value):
+    table = regimes(b=(HIGH, (HIGH, ZERO)))          # the lens says circuit, the linear probe says none
+    assert v.accuracy_vs_circuit(table, CONTROLS).branch == "does_not_hold:coupled_in_every_regime"
+    failed = {LENS: {**GOOD, control: value}, LINEAR: GOOD}
+    out = v.accuracy_vs_circuit(table, failed)
+    assert out.branch == "holds:accuracy_without_circuit"        # read by the linear probe
+    both_failed = v.accuracy_vs_circuit(table, {LENS: failed[LENS], LINEAR: failed[LENS]})
+    assert both_failed.branch == "not_shown:probe_blind" and "misses" in both_failed.numbers["why the probes fail"]
 
 
 # --- chapter 03 -----------------------------------------------------------------------------------
@@ -350,11 +391,28 @@ def test_task_contrast_is_not_shown_while_the_recursive_model_still_rises():
 
 def test_accuracy_vs_circuit_is_not_shown_while_an_unformed_regime_still_rises():
     table = regimes(a=(HIGH, HIGH), b=(ZERO, ZERO))
-    assert v.accuracy_vs_circuit(table).branch == "does_not_hold:coupled_in_every_regime"
-    out = v.accuracy_vs_circuit(rising(table, "b", v.OOD, "bridge_found_tail_slots"))
+    assert v.accuracy_vs_circuit(table, CONTROLS).branch == "does_not_hold:coupled_in_every_regime"
+    out = v.accuracy_vs_circuit(rising(table, "b", v.OOD, "bridge_found_tail_slots"), CONTROLS)
     assert (out.holds, out.branch) == (None, "not_shown:still_rising") and "b: trained" in out.numbers
     # a formed regime still rising changes nothing
-    assert v.accuracy_vs_circuit(rising(table, "a", v.OOD, "exact_match")).holds is False
+    assert v.accuracy_vs_circuit(rising(table, "a", v.OOD, "exact_match", epochs=v.PAPER_EPOCHS), CONTROLS).holds is False
+
+
+def test_accuracy_vs_circuit_is_not_shown_while_an_unformed_regime_trained_less_than_the_paper():
+    table = regimes(a=(HIGH, HIGH), b=(ZERO, ZERO))
+    out = v.accuracy_vs_circuit(table.assign(epochs=312.0), CONTROLS)
+    assert (out.holds, out.branch) == (None, "not_shown:trained_less_than_the_paper") and "b: trained" in out.numbers
+    assert v.accuracy_vs_circuit(table.drop(columns="epochs"), CONTROLS).branch == "not_shown:trained_less_than_the_paper"
+    # a decoupled regime holds however long the others trained
+    assert v.accuracy_vs_circuit(regimes(a=(HIGH, ZERO), b=(ZERO, ZERO)).assign(epochs=312.0), CONTROLS).holds is True
+
+
+def test_task_contrast_is_not_shown_while_the_recursive_model_trained_less_than_the_paper():
+    short = contrast(HIGH, ZERO, HIGH, ZERO).assign(epochs=312.0)
+    out = v.task_contrast(short)
+    assert (out.holds, out.branch) == (None, "not_shown:recursive_model_trained_less_than_the_paper")
+    assert v.task_contrast(short, paper_epochs=300).branch == "does_not_hold:recursive_model_does_not_compose_ood"
+    assert v.task_contrast(short.drop(columns="epochs")).holds is None        # epochs unknown: never DOES NOT HOLD
 
 
 def test_limited_transfer_is_not_shown_while_new_old_still_rises():

@@ -103,7 +103,8 @@ def _campaign(args) -> int:
         raise ConfigError(f"threads={args.threads} must be >= 1")
     torch.set_num_threads(args.threads)
     rows = run_campaign(profile, args.budget_seconds, log=lambda m: print(m, flush=True),
-                        seeds=_list(args.seeds, int) if args.seeds else None)
+                        seeds=_list(args.seeds, int) if args.seeds else None,
+                        waves=_list(args.waves) if args.waves else None)
     return 0 if all(r["status"] == "complete" for r in rows) else 3
 
 
@@ -151,6 +152,8 @@ def main(argv=None) -> int:
                    "checkpointed and the same command resumes them")
     g.add_argument("--threads", type=int, default=1, help="torch threads (default 1, so that work can go on beside it)")
     g.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
+    g.add_argument("--waves", default=None, help="comma-separated, from first, transfer, standard, regimes: train "
+                   "only those waves (one process a core); default: all, in that order")
     sub.add_parser("bench", add_help=False, help="the GPU kit: engine throughput, ensembles, resume, floors "
                    "(results/bench); `bench --help` lists its options")
     args = ap.parse_args(argv)

@@ -13,6 +13,7 @@ METRIC_NAMES = {
     "answer_exact_match": "answer-slot exact match",
     "bridge_found": "bridge found (any stage, any slot)",
     "bridge_found_tail_slots": "bridge found at the answer/END slot",
+    "bridge_decoded": "bridge decoded by a linear probe (one state)",
     "target_found": "target found anywhere (the paper's 'final answer accuracy')",
 }
 

@@ -15,7 +15,7 @@ from importlib import metadata
 
 from .config import PROFILES, REGIMES, ConfigError, get_profile
 from .runs import default_device, device_name
-from .inference_paths import QUERY_SETS, check_grokking_criterion
+from .inference_paths import QUERY_SETS, check_grokking_criterion, check_grokking_set
 from .store import Store, code_version, read_json, results_root, write_json
 from .verdicts import Verdict
 
@@ -69,16 +69,29 @@ def _grokking_criterion(name, v):
     return check_grokking_criterion(v)
 
 
-CHECKS = {"query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
+def _grokking_set(name, v):
+    """ood (the paper's grokking) | iid (the variant: in-distribution generalisation)."""
+    return check_grokking_set(v)
+
+
+CHECKS = {"grokking_set": _grokking_set, "query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
           "workers": _positive_int, "patching_queries": _positive_int, "grokking_criterion": _grokking_criterion}
 
 CHAPTER_PARAMETERS = {
     "00_task": ("profile", "seeds", "workers"),
-    "01_identical_paths": ("profile", "seeds", "workers", "query_set", "patching_queries", "grokking_criterion"),
+    "01_identical_paths": ("profile", "seeds", "workers", "query_set", "patching_queries", "grokking_set",
+                           "grokking_criterion"),
     "02_accuracy_vs_circuit": ("profile", "seeds", "workers", "regimes", "grokking_criterion"),
     "03_limited_transfer": ("profile", "seeds", "workers", "pretrain_regimes", "grokking_criterion"),
     "04_cost": ("profile",),
 }
+
+
+# Chapter 01's variant, executed as a page of its own beside the chapter (Makefile `book`): the
+# checkpoints before and after in-distribution generalisation, for a scale at which the OOD
+# compositions never come. Its verdict is filed as the variant (01_identical_paths.iid.json).
+VARIANT_PAGE = "01_identical_paths_iid"
+VARIANT_PARAMETERS = {"grokking_set": "iid", "grokking_criterion": 0.9}
 
 
 def _coerce(v):
@@ -161,6 +174,12 @@ def header(ch: Chapter) -> None:
     ch.header_handle = display(Markdown(_header_text(ch, "(running)")), display_id=True)
 
 
+def note(text: str) -> None:
+    """A boxed remark under the header (Markdown), e.g. that the page shows a variant of its claim."""
+    from IPython.display import Markdown, display
+    display(Markdown(f"> {text}"))
+
+
 def _json_safe(x):
     """Intervals as lists, NaN and infinities as null, numpy scalars as Python numbers."""
     if isinstance(x, (list, tuple)):
@@ -179,20 +198,25 @@ def _seeds_of(ch: Chapter) -> list[int]:
     return list(ch.params.get("seeds") or ch.profile_obj.seeds)
 
 
-def verdict_record(ch: Chapter, claim: str, v: Verdict, runs=()) -> dict:
+def verdict_record(ch: Chapter, claim: str, v: Verdict, runs=(), variant: str | None = None) -> dict:
     devices = sorted({r.record["device"] for r in runs}) or [device_name(default_device())]
-    return {"chapter": ch.name, "claim": claim, "holds": v.holds, "verdict": v.word, "branch": v.branch,
+    return {"chapter": ch.name, "variant": variant, "claim": claim, "holds": v.holds, "verdict": v.word, "branch": v.branch,
             "note": v.note, "numbers": _json_safe(v.numbers), "key_numbers": list(v.summary_numbers()),
             "seeds": _seeds_of(ch), "profile": ch.params["profile"], "device": devices,
             "wall_seconds": round(time.perf_counter() - ch.started, 1), "code_version": code_version()}
 
 
-def verdict(ch: Chapter, claim: str, v: Verdict, runs=()) -> None:
+def verdict(ch: Chapter, claim: str, v: Verdict, runs=(), variant: str | None = None) -> None:
     """Print what every machine agrees on (nbval checks it): the claim, the verdict, the rule's
     branch, the profile and seeds. The numbers, which differ in their last digits between CPUs,
-    go to `verdict_numbers` (an unchecked table) and, with the rest, to results/<profile>/verdicts."""
-    write_json(ch.store.root / "verdicts" / f"{ch.name}.json", verdict_record(ch, claim, v, runs))
+    go to `verdict_numbers` (an unchecked table) and, with the rest, to results/<profile>/verdicts.
+    `variant` ('<name>: <what it is>') marks a verdict that answers a variant of the claim: it is
+    printed, recorded and names the file (<chapter>.<name>.json), never in place of the claim's own."""
+    name = ch.name + (f".{variant.split(':')[0]}" if variant else "")
+    write_json(ch.store.root / "verdicts" / f"{name}.json", verdict_record(ch, claim, v, runs, variant))
     print(f"Claim: {claim}")
+    if variant:
+        print(f"Variant: {variant}")
     print(f"Verdict at profile '{ch.params['profile']}' with seeds {_seeds_of(ch)}: {v.word}")
     print(f"Rule branch: {v.branch}")
     if v.note:
@@ -267,10 +291,12 @@ def summary_markdown(executed_dir="chapters") -> str:
     from pathlib import Path
     from .analysis import format_measure
     rows = []
-    for name in CHAPTER_PARAMETERS:
+    pages = [(name, name) for name in CHAPTER_PARAMETERS]
+    pages.insert(2, (VARIANT_PAGE, f"01_identical_paths.{VARIANT_PARAMETERS['grokking_set']}"))
+    for name, verdict_file in pages:
         nb = Path(executed_dir) / f"{name}.ipynb"
         profile = _executed_profile(nb) if nb.exists() else None
-        path = results_root(profile) / "verdicts" / f"{name}.json" if profile else None
+        path = results_root(profile) / "verdicts" / f"{verdict_file}.json" if profile else None
         link = f"{{doc}}`/chapters/{name}`"
         if path is None or not path.exists():
             rows.append(f"| {link} | {'no verdict recorded' if profile else 'not executed yet'} | | |")

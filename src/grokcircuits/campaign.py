@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from . import experiments as ex
-from .config import REGIMES, Profile, RunConfig
+from .config import REGIMES, ConfigError, Profile, RunConfig
 from .runs import load_run
 from .store import Store, read_json, results_root
 
@@ -30,8 +30,12 @@ FIRST_REGIMES = ex.PRETRAIN_REGIMES_FOR_TRANSFER   # both hops full and natural:
 
 @dataclass(frozen=True)
 class Wave:
+    key: str    # what --waves names it by
     name: str
     runs: tuple[RunConfig, ...]
+
+
+WAVE_KEYS = ("first", "transfer", "standard", "regimes")   # the campaign's order
 
 
 def planned_waves(profile: Profile, seeds=None) -> list[Wave]:
@@ -40,12 +44,21 @@ def planned_waves(profile: Profile, seeds=None) -> list[Wave]:
     first = [profile.run("trm", r, s) for r in FIRST_REGIMES for s in seeds]
     _, transfer = ex.transfer_runs(profile, seeds)
     others = [r for r in REGIMES if r not in FIRST_REGIMES]
-    return [Wave("recursive model: both hops full and natural data (chapters 01, 03)", tuple(first)),
-            Wave("transfer: fine-tuning and from-scratch controls (chapter 03)", tuple(transfer)),
-            Wave("standard transformer on the natural data (chapter 00)",
+    return [Wave("first", "recursive model: both hops full and natural data (chapters 01, 03)", tuple(first)),
+            Wave("transfer", "transfer: fine-tuning and from-scratch controls (chapter 03)", tuple(transfer)),
+            Wave("standard", "standard transformer on the natural data (chapter 00)",
                  tuple(profile.run("gpt", "natural", s) for s in seeds)),
-            Wave("recursive model: the other regimes (chapter 02)",
+            Wave("regimes", "recursive model: the other regimes (chapter 02)",
                  tuple(ex.regime_runs(profile, seeds, others)))]
+
+
+def check_wave_keys(keys) -> list[str]:
+    """`keys` as a list, each one of `WAVE_KEYS`; a clear error before any training otherwise."""
+    keys = list(keys)
+    for k in keys:
+        if k not in WAVE_KEYS:
+            raise ConfigError(f"waves={k!r} is not a wave; allowed: {', '.join(WAVE_KEYS)}")
+    return keys
 
 
 def all_runs(waves: list[Wave]) -> list[RunConfig]:
@@ -127,13 +140,17 @@ def summary(rows: list[dict]) -> str:
 
 
 def run_campaign(profile: Profile, budget_seconds: float, store: Store | None = None, log=print,
-                 sweep_store: Store | None = None, stop_after: int | None = None, seeds=None) -> list[dict]:
+                 sweep_store: Store | None = None, stop_after: int | None = None, seeds=None,
+                 waves: list[str] | None = None) -> list[dict]:
     """Train the planned runs within `budget_seconds`; returns `status` of every planned run.
-    `stop_after` stops every ensemble after that many steps of this call, as the budget would."""
+    `waves` (keys of `WAVE_KEYS`) trains only those waves, so that two processes can share the
+    campaign a core each; the status still covers every planned run. `stop_after` stops every
+    ensemble after that many steps of this call, as the budget would."""
     from .training import train_group, group_by_shape
     start = time.time()
     deadline = start + budget_seconds
     store = store or Store(results_root(profile.name))
+    chosen = check_wave_keys(WAVE_KEYS if waves is None else waves)
     waves = planned_waves(profile, seeds)
     configs = all_runs(waves)
     source = sweep_store or Store(results_root("sweep"))
@@ -147,7 +164,7 @@ def run_campaign(profile: Profile, budget_seconds: float, store: Store | None = 
         left = max(deadline - time.time(), 0)
         log(f"[{left / 60:5.1f} min left] " + (names[key] + message[len(key):] if key in names else message))
 
-    for wave in waves:
+    for wave in (w for w in waves if w.key in chosen):
         todo = [c for c in wave.runs if load_run(c, store) is None]
         waiting = [c for c in todo if c.init_from is not None and not store.has_run(c.init_from)]
         todo = [c for c in todo if c not in waiting]

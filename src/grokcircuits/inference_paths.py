@@ -10,6 +10,11 @@ Which checkpoints: the *pre-grokking* one is the latest stored snapshot that has
 training set and fails the grokking criterion, strictly before the first evaluation that meets it
 (`pre_grok_step`; None when there is none, never a substitute); the *post-grokking* one is the end
 of a run that meets the criterion at its final evaluation (`grokked`).
+
+What counts as grokking: the paper's, exact match on the OOD compositions (`grokking_set="ood"`);
+or, as a variant named so wherever it is shown, exact match on the held-out ID compositions
+(`grokking_set="iid"`): the checkpoints before and after in-distribution generalisation, for a
+scale at which the OOD compositions never come.
 """
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ from .runs import Run, dataset
 
 DEFAULT_GROKKING_CRITERION = 0.5   # OOD exact match at which a run counts as grokked
 OOD_SET = "test_inferred_ood"
+GROKKING_SETS = {"ood": OOD_SET, "iid": "test_inferred_iid"}   # grokking_set -> the compositions it is judged on
+VARIANTS = {"iid": "iid: before and after in-distribution generalisation (held-out ID compositions), "
+                   "not the paper's OOD grokking"}
 QUERY_SETS = ("train_inferred", "test_inferred_iid")   # the in-distribution query sets a path can be read on
 SIMILARITY_COLUMNS = ["seed", "grokked", "pre_step", "similarity", "low", "high", "chance_high"]
 _PATCHING_STREAM = 0xBA7C4          # the random stream of the patching queries, beside the run's seed
@@ -37,6 +45,12 @@ def check_grokking_criterion(value) -> float:
     return float(value)
 
 
+def check_grokking_set(value) -> str:
+    if value not in GROKKING_SETS:
+        raise ConfigError(f"grokking_set={value!r} is not allowed; allowed values: {', '.join(map(repr, GROKKING_SETS))}")
+    return value
+
+
 def stages_of(run: Run) -> list[str]:
     return stage_names(run.config.model.h_cycles, run.config.model.l_cycles)
 
@@ -45,34 +59,36 @@ def _entry(run: Run, step: int) -> dict:
     return next(e for e in run.curves if e["step"] == step)
 
 
-def _ood_exact_match(entry: dict) -> float:
-    return entry[OOD_SET]["exact_match"]
+def _exact_match(entry: dict, grokking_set: str = "ood") -> float:
+    return entry[GROKKING_SETS[check_grokking_set(grokking_set)]]["exact_match"]
 
 
-def grokked(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> bool:
-    """Whether the run's final evaluation meets the grokking criterion (OOD exact match)."""
-    return _ood_exact_match(run.curves[-1]) >= check_grokking_criterion(grokking_criterion)
+def grokked(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION, grokking_set: str = "ood") -> bool:
+    """Whether the run's final evaluation meets the grokking criterion (exact match on `grokking_set`)."""
+    return _exact_match(run.curves[-1], grokking_set) >= check_grokking_criterion(grokking_criterion)
 
 
-def first_grokked_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> int | None:
+def first_grokked_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION,
+                       grokking_set: str = "ood") -> int | None:
     """The step of the first evaluation that meets the grokking criterion, or None."""
     criterion = check_grokking_criterion(grokking_criterion)
-    return next((e["step"] for e in run.curves if _ood_exact_match(e) >= criterion), None)
+    return next((e["step"] for e in run.curves if _exact_match(e, grokking_set) >= criterion), None)
 
 
-def pre_grok_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> int | None:
+def pre_grok_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION, grokking_set: str = "ood") -> int | None:
     """The latest snapshot (before the end) whose training accuracy has reached the memorisation
-    threshold (`train.snapshot_at_training_accuracy`) and whose OOD exact match is below the grokking
-    criterion, strictly before the first evaluation that meets the criterion; None if there is none.
-    Never a fallback: a checkpoint that is not memorised-but-not-grokked is not a pre-grokking one."""
+    threshold (`train.snapshot_at_training_accuracy`) and whose exact match on `grokking_set` is below
+    the grokking criterion, strictly before the first evaluation that meets the criterion; None if
+    there is none. Never a fallback: a checkpoint that is not memorised-but-not-grokked is not a
+    pre-grokking one."""
     criterion = check_grokking_criterion(grokking_criterion)
     memorised = run.config.train.snapshot_at_training_accuracy
     by_step = {e["step"]: e for e in run.curves}
     end = run.curves[-1]["step"]
-    first = first_grokked_step(run, criterion)
+    first = first_grokked_step(run, criterion, grokking_set)
     candidates = [s for s in run.snapshot_steps()
                   if s in by_step and s < end and (first is None or s < first)
-                  and by_step[s]["training_accuracy"] >= memorised and _ood_exact_match(by_step[s]) < criterion]
+                  and by_step[s]["training_accuracy"] >= memorised and _exact_match(by_step[s], grokking_set) < criterion]
     return max(candidates, default=None)
 
 
@@ -114,25 +130,26 @@ def patching(run: Run, step: int | None, set_: str, n_queries: int) -> PatchingR
     return PatchingResult.from_json(run.store.memo("patching", key, compute))
 
 
-def checkpoints_to_patch(natural: Run, both_full: Run,
-                         grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> list[tuple[str, Run, int | None]]:
+def checkpoints_to_patch(natural: Run, both_full: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION,
+                         grokking_set: str = "ood") -> list[tuple[str, Run, int | None]]:
     """The checkpoints chapter 01 patches for one seed: (label, run, step; None = the end). The
     pre-grokking checkpoint is left out where the run has none."""
-    pre = pre_grok_step(natural, grokking_criterion)
+    pre = pre_grok_step(natural, grokking_criterion, grokking_set)
     out = [("natural, pre-grokking", natural, pre)] if pre is not None else []
     return out + [("natural, end", natural, None), ("both hops full, end", both_full, None)]
 
 
 def path_similarity_table(natural: list[Run], set_: str, n_queries: int,
-                          grokking_criterion: float = DEFAULT_GROKKING_CRITERION, draws: int = 1000) -> pd.DataFrame:
+                          grokking_criterion: float = DEFAULT_GROKKING_CRITERION, draws: int = 1000,
+                          grokking_set: str = "ood") -> pd.DataFrame:
     """One row per natural run: whether it grokked, its pre-grokking step, and the similarity of
     the pre-grokking and final patching maps with its 95% bootstrap interval over queries and the
     upper end of the chance level (NaN where the run has no pre-grokking checkpoint)."""
     rows = []
     for run in natural:
         seed = run.config.train.seed
-        pre = pre_grok_step(run, grokking_criterion)
-        row = {"seed": seed, "grokked": grokked(run, grokking_criterion), "pre_step": pre,
+        pre = pre_grok_step(run, grokking_criterion, grokking_set)
+        row = {"seed": seed, "grokked": grokked(run, grokking_criterion, grokking_set), "pre_step": pre,
                "similarity": np.nan, "low": np.nan, "high": np.nan, "chance_high": np.nan}
         if pre is not None:
             s = map_similarity(patching(run, pre, set_, n_queries), patching(run, None, set_, n_queries), draws, seed)
@@ -172,18 +189,21 @@ def patching_frame(result: PatchingResult, **labels) -> pd.DataFrame:
 
 
 # --- tables the chapter shows ------------------------------------------------------------------
-def checkpoint_table(natural: list[Run], grokking_criterion: float = DEFAULT_GROKKING_CRITERION) -> pd.DataFrame:
+def checkpoint_table(natural: list[Run], grokking_criterion: float = DEFAULT_GROKKING_CRITERION,
+                     grokking_set: str = "ood") -> pd.DataFrame:
     """Per natural run: the pre-grokking checkpoint (if any) and the end, with what they had reached."""
     rows = []
+    judged = "OOD" if grokking_set == "ood" else "held-out ID"
     for run in natural:
-        pre, end = pre_grok_step(run, grokking_criterion), run.curves[-1]
+        pre, end = pre_grok_step(run, grokking_criterion, grokking_set), run.curves[-1]
         e_pre = _entry(run, pre) if pre is not None else None
         rows.append({"seed": run.config.train.seed, "pre-grokking step": pre,
                      "training accuracy then": e_pre["training_accuracy"] if e_pre else np.nan,
-                     "OOD exact match then": _ood_exact_match(e_pre) if e_pre else np.nan,
-                     "first step meeting the criterion": first_grokked_step(run, grokking_criterion),
+                     f"{judged} exact match then": _exact_match(e_pre, grokking_set) if e_pre else np.nan,
+                     "first step meeting the criterion": first_grokked_step(run, grokking_criterion, grokking_set),
                      "final step": end["step"], "final training accuracy": end["training_accuracy"],
-                     "final OOD exact match": _ood_exact_match(end), "grokked": grokked(run, grokking_criterion)})
+                     f"final {judged} exact match": _exact_match(end, grokking_set),
+                     "grokked": grokked(run, grokking_criterion, grokking_set)})
     return pd.DataFrame(rows).set_index("seed")
 
 

@@ -112,6 +112,25 @@ def _trained(final: pd.DataFrame, condition: str) -> str:
     return f"{int(r['steps'])} steps" + (f" ({float(epochs):.0f} epochs)" if epochs is not None and epochs == epochs else "")
 
 
+PAPER_EPOCHS = 1100   # the paper's pretraining length (PROTOCOL.md section 3)
+
+
+def _epochs(final: pd.DataFrame, condition: str) -> float:
+    """The most epochs a condition's runs trained, from a table of final values; NaN when unknown."""
+    rows = final[final["condition"] == condition]
+    if rows.empty or "epochs" not in final.columns:
+        return math.nan
+    value = rows["epochs"].astype(float).max()
+    return float(value)
+
+
+def _trained_less_than_the_paper(final: pd.DataFrame, condition: str, paper_epochs: float) -> bool:
+    """Whether a condition trained fewer epochs than the paper (unknown counts as fewer): a premise
+    that did not come may still come, so its absence is NOT SHOWN, never DOES NOT HOLD."""
+    epochs = _epochs(final, condition)
+    return not epochs >= paper_epochs
+
+
 def _require(table: pd.DataFrame, columns, name: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -120,7 +139,7 @@ def _require(table: pd.DataFrame, columns, name: str) -> None:
 
 # --- chapter 00 -----------------------------------------------------------------------------------
 def task_contrast(final: pd.DataFrame, generalises_at: float = 0.5, near_zero: float = 0.1,
-                  composes_at: float = 0.5) -> Verdict:
+                  composes_at: float = 0.5, paper_epochs: float = PAPER_EPOCHS) -> Verdict:
     """The recursive model composes OOD and the standard transformer does not, both generalising ID.
 
     `final`: analysis.final_values over (test_inferred_iid, test_inferred_ood) x (answer_exact_match,
@@ -157,6 +176,11 @@ def task_contrast(final: pd.DataFrame, generalises_at: float = 0.5, near_zero: f
         return verdict(None, "not_shown:recursive_model_still_rising",
                        f"the recursive model is below {composes_at} on OOD compositions, but its curve was still rising "
                        f"at the end of the steps trained: more steps would decide")
+    if failures == ["recursive_model_does_not_compose_ood"] and _trained_less_than_the_paper(final, RECURSIVE, paper_epochs):
+        numbers["recursive model: trained"] = _trained(final, RECURSIVE)
+        return verdict(None, "not_shown:recursive_model_trained_less_than_the_paper",
+                       f"the recursive model is below {composes_at} on OOD compositions after fewer epochs than the "
+                       f"paper's {paper_epochs:.0f}: the composition may still come")
     if failures:
         return verdict(False, "does_not_hold:" + "+".join(failures),
                        f"on OOD compositions the standard transformer should stay at or below {near_zero} and the "
@@ -221,55 +245,109 @@ def _reading(accuracy: bool | None, circuit: bool | None) -> str:
     return "unclear"
 
 
-def accuracy_vs_circuit(final: pd.DataFrame, grokking_criterion: float = GROKKING_CRITERION,
-                        circuit_at: float = 0.5) -> Verdict:
+CIRCUIT_PROBES = {   # the circuit's readings, in the order the verdict tries them
+    "bridge_found_tail_slots": "logit lens: bridge at the answer/END slot",
+    "bridge_decoded": "linear probe: bridge decoded from one state",
+}
+COMPOSER = REGIMES["both_full"].label   # the trained model known to compose, once mature
+MATURE_AT = 0.9                         # its OOD exact match, interval over seeds
+
+
+def circuit_probe(final: pd.DataFrame, controls: dict[str, dict[str, float]],
+                  circuit_at: float = 0.5) -> tuple[str | None, dict, str]:
+    """The first probe of CIRCUIT_PROBES that passes its controls, (None if none does), with the
+    controls' numbers and why each probe failed. A probe passes when it finds the bridge (at least
+    `circuit_at`) in the hand-built composer and, over the whole interval, in the mature
+    both-hops-full model, and does not (below `circuit_at`) in the hand-built lookup and an
+    untrained network. The caller checks first that the both-hops-full model is mature."""
+    numbers, failures = {}, []
+    for metric, name in CIRCUIT_PROBES.items():
+        c = controls[metric]
+        trained = _row(final, COMPOSER, OOD, metric)
+        numbers.update({f"{name}: {k}": c[k] for k in ("composer", "lookup", "untrained")})
+        numbers[f"{name}: mature {COMPOSER}"] = trained
+        found = {"the hand-built composer": c["composer"] >= circuit_at,
+                 f"the mature {COMPOSER} model": at_least(trained, circuit_at) is True}
+        quiet = {"the hand-built lookup": c["lookup"] < circuit_at, "an untrained network": c["untrained"] < circuit_at}
+        missed = [k for k, ok in found.items() if not ok] + [f"finds it in {k}" for k, ok in quiet.items() if not ok]
+        if not missed:
+            return metric, numbers, "; ".join(failures)
+        failures.append(f"{name} misses the bridge in " + ", ".join(missed))
+    return None, numbers, "; ".join(failures)
+
+
+def accuracy_vs_circuit(final: pd.DataFrame, controls: dict[str, dict[str, float]],
+                        grokking_criterion: float = GROKKING_CRITERION, circuit_at: float = 0.5,
+                        mature_at: float = MATURE_AT, paper_epochs: float = PAPER_EPOCHS) -> Verdict:
     """Claim 2: OOD accuracy and the bridge circuit come apart in some data regime.
 
     `final`: analysis.final_values on test_inferred_ood with exact_match, bridge_found_tail_slots
-    and bridge_found, one condition per regime label. A regime shows accuracy without the circuit
-    when its exact-match interval is at or above `grokking_criterion` while its interval of the
-    bridge at the answer/END slot is wholly below `circuit_at` (or the reverse). The authors'
-    bridge-found (any state, any slot, copied prefix included) is reported but not judged: the
-    prefix slots find the bridge trivially often."""
+    and bridge_found, plus linear_probe.probe_values (bridge_decoded), one condition per regime
+    label; `controls`: linear_probe.circuit_probe_controls. The circuit is read by the first probe
+    that passes its positive and negative controls (`circuit_probe`): a probe blind to the bridge
+    in models known to compose cannot tell "no circuit". A regime shows accuracy without the
+    circuit when its exact-match interval is at or above `grokking_criterion` while the probe's
+    interval is wholly below `circuit_at` (or the reverse). The authors' bridge-found (any state,
+    any slot, copied prefix included) is reported but not judged."""
     regimes = [r for r in final["condition"].drop_duplicates() if r not in (STANDARD, CONTROL)]
     numbers: dict = {}
+
+    def verdict(holds, branch, note, key=()):
+        return Verdict(holds, branch, numbers, note, key)
+
+    if COMPOSER not in regimes:
+        return verdict(None, "not_shown:no_mature_composer", f"the {COMPOSER} regime was not run: no trained model "
+                       "known to compose can check the circuit probes")
+    composer_em = _row(final, COMPOSER, OOD, "exact_match")
+    numbers[f"{COMPOSER}: OOD exact match"] = composer_em
+    if at_least(composer_em, mature_at) is not True:
+        numbers[f"{COMPOSER}: trained"] = _trained(final, COMPOSER)
+        return verdict(None, "not_shown:no_mature_composer",
+                       f"the {COMPOSER} model's OOD exact match is not at least {mature_at} over the whole interval: "
+                       "no trained model known to compose can check the circuit probes", (f"{COMPOSER}: OOD exact match",))
+    probe, control_numbers, failures = circuit_probe(final, controls, circuit_at)
+    numbers.update(control_numbers)
+    if probe is None:
+        numbers["why the probes fail"] = failures
+        return verdict(None, "not_shown:probe_blind", "no circuit probe passes its controls: at this scale the probes "
+                       "cannot tell whether a model holds the bridge", ("why the probes fail",))
+    name = CIRCUIT_PROBES[probe]
+    numbers["circuit read by"] = name + (f" (the other failed its controls: {failures})" if failures else "")
     readings, formed = {}, {}
     for r in regimes:
-        em, circuit = _row(final, r, OOD, "exact_match"), _row(final, r, OOD, "bridge_found_tail_slots")
+        em, circuit = _row(final, r, OOD, "exact_match"), _row(final, r, OOD, probe)
         accuracy, bridge = at_least(em, grokking_criterion), at_least(circuit, circuit_at)
         readings[r], formed[r] = _reading(accuracy, bridge), accuracy is True or bridge is True
         numbers[f"{r}: OOD exact match"] = em
-        numbers[f"{r}: bridge found at the answer/END slot"] = circuit
+        numbers[f"{r}: {name}"] = circuit
         numbers[f"{r}: bridge found anywhere (the authors' measure)"] = _row(final, r, OOD, "bridge_found")
         numbers[f"{r}: reading"] = readings[r]
     decoupled = [r for r in regimes if readings[r] in ("accuracy without circuit", "circuit without accuracy")]
-    key = tuple(f"{r}: {m}" for r in (decoupled or regimes)[:1]
-                for m in ("OOD exact match", "bridge found at the answer/END slot"))
+    key = tuple(f"{r}: {m}" for r in (decoupled or regimes)[:1] for m in ("OOD exact match", name))
 
-    def verdict(holds, branch, note):
-        return Verdict(holds, branch, numbers, note, key)
-
-    if not any(formed.values()):
-        return verdict(None, "not_shown:neither_formed",
-                       f"in no regime is OOD exact match at least {grokking_criterion} or the bridge at the "
-                       f"answer/END slot at least {circuit_at} over the whole interval: neither formed at this scale")
     if decoupled:
         kinds = sorted({readings[r] for r in decoupled})
         branch = "holds:both_directions" if len(kinds) == 2 else "holds:" + kinds[0].replace(" ", "_")
         return verdict(True, branch, "in some regime one of OOD accuracy and the bridge circuit formed and the "
-                       "other did not, both decided by the intervals")
+                       "other did not, both decided by the intervals", key)
     rising = [r for r in regimes if readings[r] == "neither formed"
-              and (_rising(final, r, OOD, "exact_match") or _rising(final, r, OOD, "bridge_found_tail_slots"))]
+              and (_rising(final, r, OOD, "exact_match") or _rising(final, r, OOD, probe))]
     if rising and all(readings[r] in ("both formed", "neither formed") for r in regimes):
         numbers.update({f"{r}: trained": _trained(final, r) for r in rising})
         return verdict(None, "not_shown:still_rising",
                        "every regime is coupled so far, but in a regime where neither formed a curve was still rising "
-                       "at the end of the steps trained: more steps would decide")
+                       "at the end of the steps trained: more steps would decide", key)
+    short = [r for r in regimes if readings[r] == "neither formed" and _trained_less_than_the_paper(final, r, paper_epochs)]
+    if short and all(readings[r] in ("both formed", "neither formed") for r in regimes):
+        numbers.update({f"{r}: trained": _trained(final, r) for r in short})
+        return verdict(None, "not_shown:trained_less_than_the_paper",
+                       f"every regime is coupled so far, but a regime where neither formed trained fewer epochs than "
+                       f"the paper's {paper_epochs:.0f}: either may still come", key)
     if all(readings[r] in ("both formed", "neither formed") for r in regimes):
         return verdict(False, "does_not_hold:coupled_in_every_regime",
-                       "in every regime OOD accuracy and the bridge circuit formed together or not at all")
+                       "in every regime OOD accuracy and the bridge circuit formed together or not at all", key)
     return verdict(None, "not_shown:intervals_straddle",
-                   "no regime is decoupled by the intervals, and some regime's interval straddles a threshold")
+                   "no regime is decoupled by the intervals, and some regime's interval straddles a threshold", key)
 
 
 # --- chapter 03 -----------------------------------------------------------------------------------
