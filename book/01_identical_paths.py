@@ -218,13 +218,13 @@ book.verdict_numbers(same_path)
 from grokcircuits.stats import mean_interval
 
 judged = "OOD" if ch.grokking_set == "ood" else "held-out ID"
-compared = similarity["similarity"].dropna()
+compared = similarity[similarity["grokked"]]["similarity"].dropna()   # the seeds the verdict judges
 book.paper_table([
     (f"seeds that grokked ({judged} exact match at least {ch.grokking_criterion})",
      "the natural run grokked (one seed, 1100 epochs)", f"{int(similarity['grokked'].sum())} of {len(similarity)}"),
     ("path similarity, pre-grokking vs end (patching maps)",
      "the same path (read from the logit lens; not compared directly)",
-     mean_interval(compared) if len(compared) else "no pre-grokking checkpoint"),
+     mean_interval(compared) if len(compared) else "no seed grokked with a pre-grokking checkpoint"),
     (f"bridge found by the logit lens at the end, {ch.query_set} (any state, any slot)", "found, from early on",
      mean_interval([r.curves[-1][ch.query_set]["bridge_found"] for r in natural])),
 ], index="measure")
