@@ -63,7 +63,7 @@ layout:
 # cells, and each test module, in one worker.
 TEST_WORKERS ?= 2
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest --runslow --nbval-lax -n $(TEST_WORKERS) --dist loadscope tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest --runslow --nbval-lax -n $(TEST_WORKERS) --dist loadscope --durations=10 tests
 
 test-fast: setup
 	$(BIN)/python -m pytest tests
