@@ -185,7 +185,8 @@ def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path
         {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "tiny"}}}, "nbformat": 4, "nbformat_minor": 5}))
     text = book.summary_markdown(executed)
     rows = {line.split(" | ")[0]: line for line in text.splitlines()[2:]}
-    assert len(rows) == len(book.CHAPTER_PARAMETERS)
+    assert len(rows) == len(book.CHAPTER_PARAMETERS) + 1                       # and chapter 01's variant page
+    assert "not executed yet" in rows[f"| {{doc}}`/chapters/{book.VARIANT_PAGE}`"]
     row = rows["| {doc}`/chapters/03_limited_transfer`"]
     assert "**DOES NOT HOLD** (`does_not_hold:old_new_composed`)" in row
     assert "mature models: new+old exact match: 0.80 [0.70, 0.90]; other: 3" in row and "hidden" not in row
