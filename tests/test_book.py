@@ -186,7 +186,7 @@ def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path
     text = book.summary_markdown(executed)
     rows = {line.split(" | ")[0]: line for line in text.splitlines()[2:]}
     assert len(rows) == len(book.CHAPTER_PARAMETERS) + 1                       # and chapter 01's variant page
-    assert "not executed yet" in rows[f"| {{doc}}`/chapters/{book.VARIANT_PAGE}`"]
+    assert "not executed yet" in rows[f"| {{doc}}`{book.VARIANT_TITLE} </chapters/{book.VARIANT_PAGE}>`"]
     row = rows["| {doc}`/chapters/03_limited_transfer`"]
     assert "**DOES NOT HOLD** (`does_not_hold:old_new_composed`)" in row
     assert "mature models: new+old exact match: 0.80 [0.70, 0.90]; other: 3" in row and "hidden" not in row
@@ -237,5 +237,5 @@ def test_the_variant_page_is_built_with_the_parameters_the_summary_reads():
     makefile = (ROOT / "Makefile").read_text()
     params = " ".join(f"-p {k} {v}" for k, v in book.VARIANT_PARAMETERS.items())
     assert f"VARIANT_PARAMS := {params}" in makefile and f"VARIANT_PAGE   := {book.VARIANT_PAGE}" in makefile
-    assert f"chapters/{book.VARIANT_PAGE}" in (ROOT / "_toc.yml").read_text()
+    assert f"chapters/{book.VARIANT_PAGE}\n    title: \"{book.VARIANT_TITLE}\"" in (ROOT / "_toc.yml").read_text()
     assert f"chapters/{book.VARIANT_PAGE}" in book.summary_markdown(ROOT / "no-such-folder")

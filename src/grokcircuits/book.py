@@ -92,6 +92,7 @@ CHAPTER_PARAMETERS = {
 # compositions never come. Its verdict is filed as the variant (01_identical_paths.iid.json).
 VARIANT_PAGE = "01_identical_paths_iid"
 VARIANT_PARAMETERS = {"grokking_set": "iid", "grokking_criterion": 0.9}
+VARIANT_TITLE = "Claim 1, variant: before and after in-distribution generalisation"   # as _toc.yml names it
 
 
 def _coerce(v):
@@ -291,13 +292,13 @@ def summary_markdown(executed_dir="chapters") -> str:
     from pathlib import Path
     from .analysis import format_measure
     rows = []
-    pages = [(name, name) for name in CHAPTER_PARAMETERS]
-    pages.insert(2, (VARIANT_PAGE, f"01_identical_paths.{VARIANT_PARAMETERS['grokking_set']}"))
-    for name, verdict_file in pages:
+    pages = [(name, name, None) for name in CHAPTER_PARAMETERS]
+    pages.insert(2, (VARIANT_PAGE, f"01_identical_paths.{VARIANT_PARAMETERS['grokking_set']}", VARIANT_TITLE))
+    for name, verdict_file, title in pages:
         nb = Path(executed_dir) / f"{name}.ipynb"
         profile = _executed_profile(nb) if nb.exists() else None
         path = results_root(profile) / "verdicts" / f"{verdict_file}.json" if profile else None
-        link = f"{{doc}}`/chapters/{name}`"
+        link = f"{{doc}}`{title} </chapters/{name}>`" if title else f"{{doc}}`/chapters/{name}`"
         if path is None or not path.exists():
             rows.append(f"| {link} | {'no verdict recorded' if profile else 'not executed yet'} | | |")
             continue
