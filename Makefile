@@ -12,7 +12,7 @@ VARIANT_PAGE   := 01_identical_paths_iid
 VARIANT_PARAMS := -p grokking_set iid -p grokking_criterion 0.9
 BOOKFLAGS ?= --warningiserror --keep-going
 
-.PHONY: setup book chapter execute variant html layout test test-fast golden runs bench clean
+.PHONY: setup book chapter execute variant html test test-fast golden runs bench clean
 
 setup: $(VENV)/.installed
 
@@ -51,11 +51,6 @@ html:
 	$(BIN)/python -c "from grokcircuits import book; book.write_summary('$(EXECUTED)', '_summary.md')"
 	$(BIN)/jupyter-book build . $(BOOKFLAGS)
 	@echo "Open _build/html/index.html in a browser."
-
-# Does every table of the root page fit its column at 1280 px? Measured in headless Chromium
-# (grokcircuits.layout; `apt-get install chromium` where none is installed). After `make book`.
-layout:
-	$(BIN)/python -m grokcircuits.layout _build/html/index.html --width 1280
 
 # Unit tests (slow tier included) and nbval over the golden notebooks, in one fresh results store
 # (chapter 04 reads the runs the chapters before it trained), at one torch thread: the toy models
