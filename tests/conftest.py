@@ -25,6 +25,27 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadscope` (make test: two pytest-xdist workers) every golden notebook's cells run
+    on one worker, in order, in that worker's one results store: chapter 04 reads the runs chapters
+    00-03 trained. Every other test module goes to whichever worker is free. (A scheduler, not
+    `xdist_group` marks: pytest 9.2 ignores the node-id suffix `--dist loadgroup` relies on.)"""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GoldenNotebooksTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid) or super()._split_scope(nodeid)
+
+    return GoldenNotebooksTogether(config, log)
+
+
+def xdist_scope(nodeid: str) -> str | None:
+    """The one scope of every golden notebook's cells; None for any other test (its module's scope)."""
+    return "golden notebooks" if nodeid.split("::", 1)[0].endswith(".ipynb") else None
+
+
 @pytest.fixture
 def one_thread():
     """Toy models are far too small to gain from threads, and on a CPU shared with other work spinning

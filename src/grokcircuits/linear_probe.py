@@ -25,7 +25,7 @@ import torch
 
 from .data import TwoHopData
 from .hooks import run_with_hooks
-from .probes import EncodedSet
+from .probes import EncodedSet, _batches
 
 RIDGE = 1e-3   # the penalty, as a share of the mean diagonal of the states' Gram matrix
 N_SLOTS = 5
@@ -62,15 +62,15 @@ def fit_readouts(model, fit: EncodedSet, n_entities: int, ridge: float = RIDGE,
     stages, prefix = list(model.stages), model.config.prefix_slots
     gram: dict[str, torch.Tensor] = {}
     cross: dict[str, torch.Tensor] = {}
-    for i in range(0, len(fit), batch_size):
-        target = torch.nn.functional.one_hot(fit.bridge[i:i + batch_size], n_entities).double()   # (b, E)
+    for rows in _batches(len(fit), batch_size):
+        target = torch.nn.functional.one_hot(fit.bridge[rows], n_entities).double()  # (b, E)
 
         def accumulate(state, name):
             x = _slot_states(state, prefix).transpose(0, 1)                         # (5, b, F)
             g, c = x.transpose(1, 2) @ x, x.transpose(1, 2) @ target                # (5, F, F), (5, F, E)
             gram[name] = gram[name] + g if name in gram else g
             cross[name] = cross[name] + c if name in cross else c
-        run_with_hooks(model, fit.inputs[i:i + batch_size], {n: accumulate for n in stages})
+        run_with_hooks(model, fit.inputs[rows], {n: accumulate for n in stages})
     g = torch.stack([gram[n] for n in stages])                                      # (n_stages, 5, F, F)
     c = torch.stack([cross[n] for n in stages])                                     # (n_stages, 5, F, E)
     scale = g.diagonal(dim1=-2, dim2=-1)[..., :-1].mean(-1).clamp(min=1e-12)        # (n_stages, 5)
@@ -83,15 +83,15 @@ def decoded(model, readouts: torch.Tensor, test: EncodedSet, batch_size: int = 5
     """(N, n_stages, 5) whether each readout's top entity is the query's bridge."""
     stages, prefix = list(model.stages), model.config.prefix_slots
     out = []
-    for i in range(0, len(test), batch_size):
+    for rows in _batches(len(test), batch_size):
         hits: dict[str, torch.Tensor] = {}
-        bridge = test.bridge[i:i + batch_size]                                      # (b,)
+        bridge = test.bridge[rows]                                                  # (b,)
 
         def read(state, name):
             x = _slot_states(state, prefix)                                         # (b, 5, F)
             scores = torch.einsum("bsf,sfe->bse", x, readouts[stages.index(name)])  # (b, 5, E)
             hits[name] = scores.argmax(-1) == bridge[:, None]                       # (b, 5)
-        run_with_hooks(model, test.inputs[i:i + batch_size], {n: read for n in stages})
+        run_with_hooks(model, test.inputs[rows], {n: read for n in stages})
         out.append(torch.stack([hits[n] for n in stages], dim=1))                   # (b, n_stages, 5)
     return torch.cat(out)
 
@@ -108,14 +108,20 @@ def choose_and_report(hits: torch.Tensor, stages: list[str]) -> dict:
             "decoded_map": hits.double().mean(0).tolist()}                          # [n_stages][5], all rows
 
 
-def bridge_probe(model, data: TwoHopData, device, ridge: float = RIDGE) -> dict:
-    """Fit on ID compositions, choose on half the OOD compositions, report on the other half."""
+def encoded_probe_queries(data: TwoHopData, device) -> tuple[EncodedSet, EncodedSet]:
+    """`probe_queries` encoded on `device`: (fit, test)."""
     fit_rows, test_rows = probe_queries(data)
-    fit = EncodedSet.build(fit_rows, data.vocab, device)
-    test = EncodedSet.build(test_rows, data.vocab, device)
+    return EncodedSet.build(fit_rows, data.vocab, device), EncodedSet.build(test_rows, data.vocab, device)
+
+
+def bridge_probe(model, data: TwoHopData, device, ridge: float = RIDGE,
+                 queries: tuple[EncodedSet, EncodedSet] | None = None) -> dict:
+    """Fit on ID compositions, choose on half the OOD compositions, report on the other half.
+    `queries`: `encoded_probe_queries(data, device)`, where several models are probed on one graph."""
+    fit, test = queries or encoded_probe_queries(data, device)
     readouts = fit_readouts(model, fit, data.vocab.n_entities, ridge)
     out = choose_and_report(decoded(model, readouts, test), list(model.stages))
-    out.update(fitted_on=len(fit), tested_on=len(test), ood_queries=len(data.probe_sets()["test_inferred_ood"]),
+    out.update(fitted_on=len(fit), tested_on=len(test), ood_queries=len(data.test_inferred_ood),   # the probe set holds all of them
                chance=1.0 / data.vocab.n_entities)
     return out
 
@@ -166,5 +172,7 @@ def circuit_probe_controls(run_config, device=None, seed: int = 0) -> dict[str, 
     models = {"composer": Composer(data).to(device), "lookup": Lookup(data).to(device),
               "untrained": build_model(run_config.model, data.vocab.size).to(device).eval()}
     ood = EncodedSet.build(data.probe_sets()["test_inferred_ood"], data.vocab, device)
+    queries = encoded_probe_queries(data, device)
     return {"bridge_found_tail_slots": {k: path_summary(m, ood, True)["bridge_found_tail_slots"] for k, m in models.items()},
-            "bridge_decoded": {k: bridge_probe(m, data, device)["bridge_decoded"] for k, m in models.items()}}
+            "bridge_decoded": {k: bridge_probe(m, data, device, queries=queries)["bridge_decoded"]
+                               for k, m in models.items()}}
