@@ -97,3 +97,16 @@ def test_waves_train_only_the_named_waves_and_a_wrong_name_is_refused(tmp_path):
     assert trained == {"gpt natural s0"} and len(rows) == 9
     with pytest.raises(Exception, match="waves='gpt' is not a wave; allowed: first, transfer, standard, regimes"):
         campaign.run_campaign(profile, 600, store=store, sweep_store=Store(tmp_path / "none"), seeds=[0], waves=["gpt"])
+
+
+def test_the_weights_to_commit_are_the_unfinished_runs_checkpoints_then_the_finished_runs_final_weights(tmp_path):
+    profile = short(TINY)
+    store, none = Store(tmp_path / "cpu"), Store(tmp_path / "none")
+    first = campaign.planned_waves(profile, [0])[0].runs
+    campaign.run_campaign(profile, 600, store=store, log=lambda m: None, sweep_store=none, seeds=[0],
+                          waves=["first"], stop_after=5)
+    assert [f.name for f in campaign.weights_to_commit(list(first), store)] == ["last.pt"] * len(first)
+    campaign.run_campaign(profile, 600, store=store, log=lambda m: None, sweep_store=none, seeds=[0], waves=["first"])
+    listed = campaign.weights_to_commit(list(first), store)
+    assert listed == [store.checkpoint_dir(c.key()) / "final.pt" for c in first]
+    assert all(f.exists() for f in listed)

@@ -97,8 +97,12 @@ def _campaign(args) -> int:
     import torch
     from .campaign import run_campaign
     profile = get_profile(args.profile)
-    if args.budget_seconds <= 0:
-        raise ConfigError(f"budget-seconds={args.budget_seconds} must be > 0")
+    if args.weights_to_commit:
+        from .campaign import all_runs, planned_waves, weights_to_commit
+        print("\n".join(map(str, weights_to_commit(all_runs(planned_waves(profile)), Store(results_root(profile.name))))))
+        return 0
+    if args.budget_seconds is None or args.budget_seconds <= 0:
+        raise ConfigError(f"budget-seconds={args.budget_seconds} must be given and > 0")
     if args.threads < 1:
         raise ConfigError(f"threads={args.threads} must be >= 1")
     torch.set_num_threads(args.threads)
@@ -148,8 +152,10 @@ def main(argv=None) -> int:
     w.add_argument("--regimes", default="", help="train only the recursive model's runs on these regimes (comma-separated)")
     g = sub.add_parser("campaign", help="train every run the chapters plan at a profile within a budget; resumable")
     g.add_argument("--profile", default="cpu")
-    g.add_argument("--budget-seconds", type=float, required=True, help="wall-clock budget; unfinished runs are "
-                   "checkpointed and the same command resumes them")
+    g.add_argument("--budget-seconds", type=float, default=None, help="wall-clock budget (required to train); "
+                   "unfinished runs are checkpointed and the same command resumes them")
+    g.add_argument("--weights-to-commit", action="store_true", help="print the checkpoint files git must hold "
+                   "(git add -f them) for a fresh clone to resume the campaign and render the book; train nothing")
     g.add_argument("--threads", type=int, default=1, help="torch threads (default 1, so that work can go on beside it)")
     g.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
     g.add_argument("--waves", default=None, help="comma-separated, from first, transfer, standard, regimes: train "

@@ -126,6 +126,38 @@ def remaining_seconds(rows: list[dict]) -> float:
     return total
 
 
+def weights_to_commit(configs: list[RunConfig], store: Store) -> list:
+    """The checkpoint files of `store` that git must hold for the campaign to resume, and for the book
+    to render, on a fresh clone (`campaign --weights-to-commit`; the store ignores *.pt, so they are
+    force-added): of every finished recursive pretraining run, its final weights (the transfer runs
+    start from them, the linear probe reads them) and, of a natural-data run, the snapshots chapter 01
+    patches (before OOD grokking, and before ID generalisation for its variant); of every unfinished
+    run, its resumable checkpoint and, of a natural-data pretraining run, the snapshots chapter 01
+    could pick so far (its ID pre-generalisation snapshot and the latest)."""
+    from . import inference_paths as ip
+    from .book import VARIANT_PARAMETERS
+    from .runs import Run
+    variant = (VARIANT_PARAMETERS["grokking_criterion"], VARIANT_PARAMETERS["grokking_set"])
+    files = []
+    for c in configs:
+        folder, record_path = store.checkpoint_dir(c.key()), store.run_dir(c.key()) / "record.json"
+        pretraining_natural = c.model.architecture == "trm" and c.transfer is None and c.data.regime == "natural"
+        run = load_run(c, store)
+        if run is not None:
+            if c.model.architecture == "trm" and c.transfer is None:
+                files.append(folder / "final.pt")
+            steps = {ip.pre_grok_step(run), ip.pre_grok_step(run, *variant)} if pretraining_natural else set()
+            files += [folder / f"snapshot_{s}.pt" for s in sorted(steps - {None})]
+        elif (folder / "last.pt").exists():
+            files.append(folder / "last.pt")
+            if pretraining_natural:
+                steps = sorted(int(f.stem.split("_")[1]) for f in folder.glob("snapshot_*.pt"))[-1:]
+                if record_path.exists():
+                    steps.append(ip.pre_grok_step(Run(c, read_json(record_path), store.curves(c.key()), store), *variant))
+                files += [folder / f"snapshot_{s}.pt" for s in sorted(set(steps) - {None})]
+    return [f for f in files if f.exists()]
+
+
 def summary(rows: list[dict]) -> str:
     done = [r for r in rows if r["status"] == "complete"]
     lines = [f"{len(done)} of {len(rows)} planned runs complete"]
