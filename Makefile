@@ -55,9 +55,9 @@ html:
 # Unit tests (slow tier included) and nbval over the golden notebooks: TEST_WORKERS pytest-xdist
 # workers at one torch thread each, one a core (threads spinning beside another busy process slow a
 # CPU step many times). --dist loadscope with the scheduler of tests/conftest.py keeps every golden
-# notebook on one worker, in order, in that
-# worker's one fresh results store (chapter 04 reads the runs the chapters before it trained:
-# tests/conftest.py); every other test goes to whichever worker is free. TEST_WORKERS=0: one process.
+# notebook on one worker, in order, in that worker's one fresh results store (chapter 04 reads the
+# runs the chapters before it trained); every other test module goes to whichever worker is free.
+# TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: setup
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest --runslow --nbval-lax -n $(TEST_WORKERS) --dist loadscope --durations=10 tests

@@ -141,10 +141,11 @@ def weights_to_commit(configs: list[RunConfig], store: Store) -> list:
     files = []
     for c in configs:
         folder, record_path = store.checkpoint_dir(c.key()), store.run_dir(c.key()) / "record.json"
-        pretraining_natural = c.model.architecture == "trm" and c.transfer is None and c.data.regime == "natural"
+        pretraining = c.model.architecture == "trm" and c.transfer is None
+        pretraining_natural = pretraining and c.data.regime == "natural"
         run = load_run(c, store)
         if run is not None:
-            if c.model.architecture == "trm" and c.transfer is None:
+            if pretraining:
                 files.append(folder / "final.pt")
             steps = {ip.pre_grok_step(run), ip.pre_grok_step(run, *variant)} if pretraining_natural else set()
             files += [folder / f"snapshot_{s}.pt" for s in sorted(steps - {None})]
