@@ -110,3 +110,15 @@ def test_the_weights_to_commit_are_the_unfinished_runs_checkpoints_then_the_fini
     listed = campaign.weights_to_commit(list(first), store)
     assert listed == [store.checkpoint_dir(c.key()) / "final.pt" for c in first]
     assert all(f.exists() for f in listed)
+
+
+def test_workers_caps_the_runs_of_one_ensemble_and_a_wrong_count_is_refused(tmp_path):
+    profile = short(TINY)
+    store, none = Store(tmp_path / "cpu"), Store(tmp_path / "none")
+    lines = []
+    campaign.run_campaign(profile, 600, store=store, log=lines.append, sweep_store=none, seeds=[0],
+                          waves=["regimes"], workers=2, stop_after=2)
+    sizes = [int(line.split("training ")[1].split(" ")[0]) for line in lines if "as one ensemble" in line]
+    assert sizes == [2, 1]                     # the three other regimes, split evenly at most two a group
+    with pytest.raises(Exception, match="workers=0 must be >= 1"):
+        campaign.run_campaign(profile, 600, store=store, sweep_store=none, seeds=[0], waves=["regimes"], workers=0)

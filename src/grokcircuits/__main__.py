@@ -108,7 +108,7 @@ def _campaign(args) -> int:
     torch.set_num_threads(args.threads)
     rows = run_campaign(profile, args.budget_seconds, log=lambda m: print(m, flush=True),
                         seeds=_list(args.seeds, int) if args.seeds else None,
-                        waves=_list(args.waves) if args.waves else None)
+                        waves=_list(args.waves) if args.waves else None, workers=args.workers)
     return 0 if all(r["status"] == "complete" for r in rows) else 3
 
 
@@ -160,6 +160,8 @@ def main(argv=None) -> int:
     g.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
     g.add_argument("--waves", default=None, help="comma-separated, from first, transfer, standard, regimes: train "
                    "only those waves (one process a core); default: all, in that order")
+    g.add_argument("--workers", type=int, default=None, help="most runs trained together as one ensemble "
+                   "(default 16); fewer finish sooner, so that a session ends with complete runs")
     sub.add_parser("bench", add_help=False, help="the GPU kit: engine throughput, ensembles, resume, floors "
                    "(results/bench); `bench --help` lists its options")
     args = ap.parse_args(argv)

@@ -174,12 +174,16 @@ def summary(rows: list[dict]) -> str:
 
 def run_campaign(profile: Profile, budget_seconds: float, store: Store | None = None, log=print,
                  sweep_store: Store | None = None, stop_after: int | None = None, seeds=None,
-                 waves: list[str] | None = None) -> list[dict]:
+                 waves: list[str] | None = None, workers: int | None = None) -> list[dict]:
     """Train the planned runs within `budget_seconds`; returns `status` of every planned run.
     `waves` (keys of `WAVE_KEYS`) trains only those waves, so that two processes can share the
-    campaign a core each; the status still covers every planned run. `stop_after` stops every
-    ensemble after that many steps of this call, as the budget would."""
-    from .training import train_group, group_by_shape
+    campaign a core each; the status still covers every planned run. `workers` caps the runs of
+    one ensemble (default `MAX_MEMBERS`): on a CPU the runs of one ensemble finish together, so a
+    smaller ensemble completes runs within a shorter session. `stop_after` stops every ensemble
+    after that many steps of this call, as the budget would."""
+    from .training import MAX_MEMBERS, train_group, group_by_shape
+    if workers is not None and workers < 1:
+        raise ConfigError(f"workers={workers} must be >= 1 (the most runs trained together as one ensemble)")
     start = time.time()
     deadline = start + budget_seconds
     store = store or Store(results_root(profile.name))
@@ -208,7 +212,7 @@ def run_campaign(profile: Profile, budget_seconds: float, store: Store | None = 
         if time.time() >= deadline:
             break
         log(f"wave: {wave.name}: {len(todo)} run(s) to train")
-        for group in group_by_shape(todo):
+        for group in group_by_shape(todo, max_members=workers or MAX_MEMBERS):
             if time.time() >= deadline:
                 break
             train_group(group, store, log=progress, deadline=deadline, stop_after=stop_after)
