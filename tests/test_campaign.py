@@ -7,7 +7,7 @@ import torch
 
 from grokcircuits import campaign
 from grokcircuits.config import REGIMES, get_profile
-from grokcircuits.store import Store, load_tensors
+from grokcircuits.store import Store, read_json, load_tensors
 
 TINY = get_profile("tiny")
 
@@ -80,12 +80,37 @@ def test_runs_the_sweep_trained_are_adopted_not_trained_again(tmp_path):
     assert rows[0]["status"] == "complete" and rows[0]["steps"] == 20
 
 
-def test_remaining_time_is_estimated_from_the_measured_rates():
-    rows = [{"architecture": "trm", "status": "incomplete", "steps": 100, "steps_planned": 1100, "steps_per_second": 10.0},
-            {"architecture": "trm", "status": "not started", "steps": 0, "steps_planned": 500, "steps_per_second": None},
-            {"architecture": "gpt", "status": "not started", "steps": 0, "steps_planned": 200, "steps_per_second": None},
-            {"architecture": "gpt", "status": "complete", "steps": 300, "steps_planned": 300, "steps_per_second": 20.0}]
-    assert campaign.remaining_seconds(rows) == 100 + 50 + 10
+def test_remaining_time_is_estimated_from_the_measured_rates_of_the_same_kind_of_run():
+    rows = [{"kind": "trm pretraining", "status": "incomplete", "steps": 100, "steps_planned": 1100,
+             "steps_per_device_second": 10.0},
+            {"kind": "trm pretraining", "status": "not started", "steps": 0, "steps_planned": 500,
+             "steps_per_device_second": None},
+            {"kind": "trm transfer", "status": "complete", "steps": 500, "steps_planned": 500,
+             "steps_per_device_second": 50.0},
+            {"kind": "trm transfer", "status": "not started", "steps": 0, "steps_planned": 500,
+             "steps_per_device_second": None},
+            {"kind": "gpt pretraining", "status": "not started", "steps": 0, "steps_planned": 200,
+             "steps_per_device_second": None},
+            {"kind": "gpt pretraining", "status": "complete", "steps": 300, "steps_planned": 300,
+             "steps_per_device_second": 20.0}]
+    assert campaign.remaining_seconds(rows) == 100 + 50 + 10 + 10
+    rows[-1]["steps_per_device_second"] = None            # no gpt rate: the slowest measured (10/s)
+    assert campaign.remaining_seconds(rows) == 100 + 50 + 10 + 20
+
+
+def test_a_runs_rate_is_its_steps_over_its_share_of_the_ensembles_time(tmp_path):
+    profile = short(TINY)
+    store = Store(tmp_path / "cpu")
+    campaign.run_campaign(profile, 600, store=store, log=lambda m: None, sweep_store=Store(tmp_path / "none"),
+                          seeds=[0], waves=["first"])
+    rows = [r for r in campaign.status(campaign.all_runs(campaign.planned_waves(profile, [0])), store)
+            if r["status"] == "complete"]
+    assert len(rows) == 2 and {r["kind"] for r in rows} == {"trm pretraining"}
+    for r in rows:
+        record = read_json(store.run_dir(r["key"]) / "record.json")
+        assert record["ensemble_size"] == 2
+        assert r["steps_per_device_second"] == record["steps"] / record["device_seconds"]
+        assert r["steps_per_device_second"] > 1.5 * record["steps_per_second"]   # not the ensemble's wall rate
 
 
 def test_waves_train_only_the_named_waves_and_a_wrong_name_is_refused(tmp_path):

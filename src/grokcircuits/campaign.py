@@ -101,26 +101,34 @@ def status(configs: list[RunConfig], store: Store) -> list[dict]:
         path = store.run_dir(c.key()) / "record.json"
         record = read_json(path) if path.exists() else None
         done = load_run(c, store) is not None
-        out.append({"run": name_of(c), "key": c.key(), "architecture": c.model.architecture,
+        share = record.get("device_seconds") if record else None
+        out.append({"run": name_of(c), "key": c.key(), "kind": run_kind(c),
                     "status": "complete" if done else record["status"] if record else "not started",
                     "steps": record["steps"] if record else 0, "steps_planned": c.train.steps,
-                    "steps_per_second": record.get("steps_per_second") if record else None})
+                    "steps_per_device_second": record["steps"] / share if share else None})
     return out
 
 
+def run_kind(config: RunConfig) -> str:
+    """What a run's step costs depend on: its architecture, and whether it pretrains or transfers."""
+    return f"{config.model.architecture} {'pretraining' if config.transfer is None else 'transfer'}"
+
+
 def remaining_seconds(rows: list[dict]) -> float:
-    """Estimated seconds to finish every unfinished run, one at a time, at the rates the runs of the same
-    architecture measured (runs with no measurement yet take the slowest measured rate)."""
+    """Estimated device-seconds (CPU-seconds on a CPU) to finish every unfinished run, one at a time,
+    at the rate runs of the same kind measured: steps over each run's share of its ensemble's time
+    (`device_seconds`), so that an ensemble of N does not read as N times slower. A kind with no
+    measurement yet takes the slowest measured rate."""
     rates = {}
     for r in rows:
-        if r["steps_per_second"]:
-            rates.setdefault(r["architecture"], []).append(r["steps_per_second"])
+        if r["steps_per_device_second"]:
+            rates.setdefault(r["kind"], []).append(r["steps_per_device_second"])
     slowest = min((min(v) for v in rates.values()), default=None)
     total = 0.0
     for r in rows:
         if r["status"] == "complete":
             continue
-        rate = min(rates.get(r["architecture"], [])) if r["architecture"] in rates else slowest
+        rate = min(rates[r["kind"]]) if r["kind"] in rates else slowest
         if rate:
             total += (r["steps_planned"] - r["steps"]) / rate
     return total
@@ -167,7 +175,8 @@ def summary(rows: list[dict]) -> str:
             lines.append(f"  {r['run']:<40} {r['status']:<12} {r['steps']:>7} / {r['steps_planned']} steps  ({r['key']})")
     left = remaining_seconds(rows)
     if len(done) < len(rows):
-        lines.append(f"estimated time to finish, one run at a time at the measured rates: {left / 3600:.1f} h"
+        lines.append(f"estimated to finish: {left / 3600:.1f} device-hours (CPU-hours on a CPU: one run a core "
+                     f"at the measured rates; two processes side by side take about half that in wall time)"
                      if left else "no rate measured yet: no estimate")
     return "\n".join(lines)
 
