@@ -33,8 +33,8 @@ from grokcircuits.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
-profile = "tiny"   # tiny (CPU, seconds) | gpu (one H100, minutes) | paper (the authors' settings)
-seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
+profile = "tiny"   # tiny (CPU, seconds) | cpu (2-core CPU, hours) | gpu (one H100, minutes) | paper (the authors' settings)
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2])
 workers = 16       # most runs trained together as one ensemble (one batched step)
 
 # %% tags=["hide-input"]

@@ -60,8 +60,8 @@ from grokcircuits.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
-profile = "tiny"          # tiny | gpu | paper
-seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
+profile = "tiny"          # tiny | cpu | gpu | paper
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2])
 workers = 16              # most runs trained together as one ensemble (one batched step)
 query_set = "train_inferred"   # ID queries the paths are read on: train_inferred | test_inferred_iid
 patching_queries = 200    # ID queries (with both corrupted partners) per patched checkpoint

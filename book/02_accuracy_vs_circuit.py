@@ -38,8 +38,8 @@ from grokcircuits.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
-profile = "tiny"    # tiny | gpu | paper
-seeds = None      # None: the profile's seeds (tiny: [0, 1]; gpu and paper: [0, 1, 2])
+profile = "tiny"    # tiny | cpu | gpu | paper
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2])
 workers = 16        # most runs trained together as one ensemble (one batched step)
 regimes = ["natural", "both_full", "both_half", "hop1_only", "hop2_only"]
 grokking_criterion = 0.5   # OOD exact match at which a run counts as grokked: "high OOD accuracy"

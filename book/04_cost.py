@@ -33,7 +33,7 @@ from grokcircuits.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
-profile = "tiny"   # tiny | gpu | paper: whose results store to read
+profile = "tiny"   # tiny | cpu | gpu | paper: whose results store to read
 
 # %% tags=["hide-input"]
 from grokcircuits import book

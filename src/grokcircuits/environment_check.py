@@ -140,7 +140,8 @@ def profile_guide(stores: dict[str, int]) -> str:
     from .store import RESULTS_ENV, results_root
     kinds = {"tiny": "trains on a CPU in minutes; too small to grok", "gpu": "one GPU, minutes per chapter",
              "paper": "the authors' settings, many GPU-hours per run"}
-    lines = ["Choose a profile in the parameters cell (profile = 'tiny' | 'gpu' | 'paper'); in a notebook "
+    choices = " | ".join(repr(name) for name in PROFILES)
+    lines = [f"Choose a profile in the parameters cell (profile = {choices}); in a notebook "
              "downloaded or launched from the book, the cell tagged injected-parameters below it holds the "
              "values the page was built with: change them there. Runs already in the results store are "
              f"loaded, not retrained (set {RESULTS_ENV} to read another store):"]
