@@ -99,9 +99,9 @@ def test_ready_environment_reports_versions_profiles_and_stores(capsys):
     out = envcheck.ensure_environment(run=lambda *a, **k: pytest.fail("nothing to install"))
     text = capsys.readouterr().out
     assert set(out["versions"]) == {"torch", "numpy", "pandas", "altair", "vl-convert-python"}
-    assert "Environment ready" in text and "profile = 'tiny' | 'gpu' | 'paper'" in text
+    assert "Environment ready" in text and "profile = 'tiny' | 'cpu' | 'gpu' | 'paper'" in text
     assert "injected-parameters" in text and "GROKCIRCUITS_RESULTS" in text
-    for name in ("tiny", "gpu", "paper"):
+    for name in ("tiny", "cpu", "gpu", "paper"):
         assert f"  {name}: " in text
 
 
