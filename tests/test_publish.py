@@ -238,7 +238,29 @@ def test_launch_buttons_open_the_published_notebooks():
     assert repo["branch"] == _make_default("PUBLISH_BRANCH") == "gh-pages"
     assert repo["path_to_book"] == "_sources"
     assert launch["binderhub_url"] == "https://mybinder.org" and launch["colab_url"].startswith("https://colab")
-    assert _make_default("PUBLISH_REMOTE") == "origin" and _make_default("PUBLISH_PROFILE") == "tiny"
+    assert _make_default("PUBLISH_REMOTE") == "origin" and _make_default("PUBLISH_PROFILE") == "cpu"
+
+
+def _training_setting(*args: str) -> str:
+    """TRAIN and the exported GROKCIRCUITS_NO_TRAIN as the Makefile sets them for `args`."""
+    printer = "print-train:\n\t@echo TRAIN=$(TRAIN) NO_TRAIN=$(GROKCIRCUITS_NO_TRAIN)\n"
+    env = {k: v for k, v in os.environ.items() if k not in ("GROKCIRCUITS_NO_TRAIN", "MAKEFLAGS", "PROFILE", "TRAIN")}
+    done = subprocess.run(["make", "-s", "-f", "Makefile", "-f", "-", *args, "print-train"], cwd=ROOT,
+                          input=printer, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_book_reads_the_cpu_campaign_by_default_and_training_targets_train():
+    assert _make_default("PROFILE") == "cpu"
+    assert _training_setting() == "TRAIN=0 NO_TRAIN=1"                       # make book: committed runs only
+    assert _training_setting("MAKECMDGOALS=book") == "TRAIN=0 NO_TRAIN=1"
+    assert _training_setting("PROFILE=cpu", "TRAIN=1") == "TRAIN=1 NO_TRAIN="
+    for goal in ("campaign", "runs", "results", "sweep"):
+        assert _training_setting(f"MAKECMDGOALS={goal}") == "TRAIN=1 NO_TRAIN=", goal
+    for profile in ("tiny", "gpu", "paper"):
+        assert _training_setting(f"PROFILE={profile}") == "TRAIN=1 NO_TRAIN=", profile
+    assert _training_setting("PROFILE=tiny", "TRAIN=0") == "TRAIN=0 NO_TRAIN=1"
 
 
 def test_binder_requirements_pin_the_library_at_the_commit():

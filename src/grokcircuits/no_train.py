@@ -62,7 +62,7 @@ def missing_runs_message(missing: list[RunConfig], store: Store) -> str:
     lines.append(f"Make them on a machine that can train them with `make runs PROFILE={profile}` "
                  f"(`make results PROFILE={profile}` on this machine), commit {store.root} "
                  f"(its checkpoints stay ignored), then build again; or build with training "
-                 f"enabled (`make book PROFILE={profile}`, TRAIN=1 is the default).")
+                 f"enabled (`make book PROFILE={profile} TRAIN=1`).")
     return "\n".join(lines)
 
 
