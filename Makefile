@@ -119,11 +119,11 @@ clean:
 # --- Publishing online: the book from committed results, never retraining ------------------------
 # TRAIN=0 (make book TRAIN=0; make publish sets it): a chapter whose runs are not in the results
 # store stops, before any training, with the list of missing runs and the command that makes them.
-# At the cpu profile TRAIN=0 is the default of the book's targets: its runs take hours (make campaign),
-# the book reads them from git; TRAIN=1 trains what is missing. The training targets below, and every
-# other profile, train what is missing unless TRAIN=0 is given.
-TRAINING_GOALS  := runs results campaign sweep gpu-check bench golden
-TRAIN           ?= $(if $(filter cpu,$(PROFILE)),$(if $(filter $(TRAINING_GOALS),$(MAKECMDGOALS)),1,0),1)
+# At the cpu profile TRAIN=0 is the default of the targets that render the book: its runs take hours
+# (make campaign), the book reads them from git; TRAIN=1 trains what is missing. Every other target
+# (the tests, the training targets) and every other profile train what is missing unless TRAIN=0.
+RENDERING_GOALS := book chapter execute variant html
+TRAIN           ?= $(if $(and $(filter cpu,$(PROFILE)),$(filter $(RENDERING_GOALS),$(MAKECMDGOALS))),0,1)
 PUBLISH_PROFILE ?= cpu
 PUBLISH_REMOTE  ?= origin
 PUBLISH_BRANCH  ?= gh-pages

@@ -14,6 +14,9 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: longer tests (training on a CPU); run with --runslow")
     os.environ["GROKCIRCUITS_RESULTS"] = tempfile.mkdtemp(prefix="grokcircuits-test-results-")
     os.environ.setdefault("GROKCIRCUITS_DEVICE", "cpu")
+    # the tests train tiny runs into that fresh store: a no-train mode left in the shell (`make book`
+    # exports it at the cpu profile) must not reach them; tests of that mode set it themselves
+    os.environ.pop("GROKCIRCUITS_NO_TRAIN", None)
 
 
 def pytest_collection_modifyitems(config, items):

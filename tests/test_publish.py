@@ -253,13 +253,13 @@ def _training_setting(*args: str) -> str:
 
 def test_the_book_reads_the_cpu_campaign_by_default_and_training_targets_train():
     assert _make_default("PROFILE") == "cpu"
-    assert _training_setting() == "TRAIN=0 NO_TRAIN=1"                       # make book: committed runs only
-    assert _training_setting("MAKECMDGOALS=book") == "TRAIN=0 NO_TRAIN=1"
-    assert _training_setting("PROFILE=cpu", "TRAIN=1") == "TRAIN=1 NO_TRAIN="
-    for goal in ("campaign", "runs", "results", "sweep"):
+    for goal in ("book", "chapter", "execute", "variant"):                  # the book: committed runs only
+        assert _training_setting(f"MAKECMDGOALS={goal}") == "TRAIN=0 NO_TRAIN=1", goal
+    assert _training_setting("MAKECMDGOALS=book", "TRAIN=1") == "TRAIN=1 NO_TRAIN="
+    for goal in ("test", "campaign", "runs", "results", "sweep"):            # the tests train tiny runs
         assert _training_setting(f"MAKECMDGOALS={goal}") == "TRAIN=1 NO_TRAIN=", goal
     for profile in ("tiny", "gpu", "paper"):
-        assert _training_setting(f"PROFILE={profile}") == "TRAIN=1 NO_TRAIN=", profile
+        assert _training_setting(f"PROFILE={profile}", "MAKECMDGOALS=book") == "TRAIN=1 NO_TRAIN=", profile
     assert _training_setting("PROFILE=tiny", "TRAIN=0") == "TRAIN=0 NO_TRAIN=1"
 
 
