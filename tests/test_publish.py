@@ -345,6 +345,7 @@ def test_workflow_builds_without_training_and_deploys_to_pages():
     assert any(u.startswith("actions/setup-python") for u in uses)
     assert next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))["with"]["python-version"] == "3.11"
     assert "make setup" in runs and "make publish" in runs       # publish builds with TRAIN=0
+    assert flow["env"]["PUBLISH_PROFILE"] == _make_default("PUBLISH_PROFILE") == "cpu"   # the committed campaign
     assert any(u.startswith("actions/upload-pages-artifact") for u in uses)
     assert next(s for s in steps if "upload-pages-artifact" in s.get("uses", ""))["with"]["path"] == "_build/html"
     assert build["permissions"]["contents"] == "write"
