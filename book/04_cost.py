@@ -155,8 +155,8 @@ if not sweep_tables:
 for t in sweep_tables:
     print(f"grid {t['grid']} ({', '.join(t['devices']) or 'no device'}; {t.get('elapsed_seconds', '?')} s of a "
           f"{t.get('budget_seconds', '?')} s budget): {t['note']}")
-    for p in t.get("points", []):
-        a = f"reached at {p['a_steps']} steps ({p['a_epochs']} epochs)" if p["a"] else "not reached"
+    for p in sweeps.profile_points(t["rows"]):
+        a = sweeps.a_status(p)
         b = f"shown at {p['b_steps']} steps ({p['b_epochs']} epochs)" if p["b"] else (
             "not shown: " + ", ".join(k for k, ok in (p["natural_criteria"] or {}).items() if not ok) or "not trained")
         print(f"  {p['point']}: (a) both hops full, OOD >= 0.9: {a}; (b) natural contrast: {b}")

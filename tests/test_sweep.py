@@ -243,3 +243,24 @@ def test_a_part_of_the_grid_trains_alone_and_the_whole_grid_is_tabled(tmp_path, 
     assert main(["sweep", "--grid", "toy", "--table"]) == 0           # trains nothing
     assert "not started" in capsys.readouterr().out
     assert main(["sweep", "--grid", "toy", "--budget-seconds", "1", "--arch", "nope"]) == 2
+
+
+def test_condition_a_reads_reached_not_reached_not_started_or_not_trained():
+    natural = regime_row("natural")
+    reached, = sweep.profile_points([regime_row("both_full"), natural])
+    assert sweep.a_status(reached) == f"reached at 2000 steps ({reached['a_epochs']} epochs)"
+    missed, = sweep.profile_points([regime_row("both_full", **{"steps_to_ood_0.9": None}), natural])
+    assert sweep.a_status(missed) == f"not reached in {missed['a_trained_steps']} steps"
+    idle, = sweep.profile_points([regime_row("both_full", **{"steps_to_ood_0.9": None, "steps": 0}), natural])
+    assert sweep.a_status(idle) == "not started"
+    alone, = sweep.profile_points([natural])
+    assert sweep.a_status(alone) == "not trained (no both-hops-full run in this grid)"
+
+
+def test_the_deep_cpu_grid_gives_the_cpu_graph_the_first_grids_recursion():
+    deep = get_grid("cpu_deep")
+    assert {c.data for c in deep.recursive} == {replace(CPU_GRID.recursive[0].data, regime="natural")}
+    assert {(c.model.h_cycles, c.model.l_cycles, c.model.prefix_slots) for c in deep.recursive} == {(2, 6, 4)}
+    assert {c.model for c in deep.recursive} == {FIRST.recursive[0].model}
+    assert sorted(c.train.weight_decay for c in deep.recursive) == [0.1, 1.0]
+    assert deep.standard[0].key() == CPU_GRID.standard[0].key()     # trained once, by the grid `cpu`

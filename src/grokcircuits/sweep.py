@@ -197,13 +197,16 @@ def point_of(row: dict) -> tuple:
 def profile_points(rows: list[dict]) -> list[dict]:
     """Per grid point that has both-hops-full or natural rows: (a) the both-hops-full recursive model
     reaches OOD exact match >= 0.9; (b) the natural one shows the contrast (`criteria`); with the steps,
-    epochs and device seconds to each, None where not reached."""
+    epochs and device seconds to each, None where not reached; `a_trained_steps` the steps the
+    both-hops-full run trained (0: not started; None: the grid has no such run)."""
     points: dict[tuple, dict] = {}
     for r in rows:
         p = points.setdefault(point_of(r), {"point": describe_point(r), "a": False, "b": False,
                                             "a_steps": None, "a_epochs": None, "a_seconds": None,
                                             "b_steps": None, "b_epochs": None, "b_seconds": None,
-                                            "natural_criteria": None})
+                                            "a_trained_steps": None, "natural_criteria": None})
+        if r.get("regime") == "both_full":
+            p["a_trained_steps"] = r["steps"]
         if r.get("regime") == "both_full" and r["steps_to_ood_0.9"] is not None:
             p.update(a=True, a_steps=r["steps_to_ood_0.9"], a_epochs=r["epochs_to_ood_0.9"],
                      a_seconds=_seconds_to(r, r["steps_to_ood_0.9"]))
@@ -213,6 +216,16 @@ def profile_points(rows: list[dict]) -> list[dict]:
                 p.update(b=True, b_steps=r["steps_to_ood_0.5"], b_epochs=r["epochs_to_ood_0.5"],
                          b_seconds=r["seconds_to_ood_0.5"])
     return list(points.values())
+
+
+def a_status(point: dict) -> str:
+    """Condition (a) of a point in words: reached, not reached in the steps trained, or not trained."""
+    if point["a"]:
+        return f"reached at {point['a_steps']} steps ({point['a_epochs']} epochs)"
+    trained = point.get("a_trained_steps")
+    if trained is None:
+        return "not trained (no both-hops-full run in this grid)"
+    return f"not reached in {trained} steps" if trained else "not started"
 
 
 def choose_cpu_profile(rows: list[dict]) -> dict | None:
