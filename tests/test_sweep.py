@@ -264,3 +264,12 @@ def test_the_deep_cpu_grid_gives_the_cpu_graph_the_first_grids_recursion():
     assert {c.model for c in deep.recursive} == {FIRST.recursive[0].model}
     assert sorted(c.train.weight_decay for c in deep.recursive) == [0.1, 1.0]
     assert deep.standard[0].key() == CPU_GRID.standard[0].key()     # trained once, by the grid `cpu`
+
+
+def test_a_part_of_the_grid_chosen_by_key_and_an_unknown_key_named():
+    toy = get_grid("toy")
+    key = toy.recursive[1].key()
+    assert [c.key() for c in sweep.only(toy, keys=(key,)).configs()] == [key]
+    assert sweep.only(toy, "gpt", keys=(key,)).configs() == []
+    with pytest.raises(ConfigError, match="keys=nope are not runs of grid 'toy'"):
+        sweep.only(toy, keys=("nope",))

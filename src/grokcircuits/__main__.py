@@ -150,6 +150,8 @@ def main(argv=None) -> int:
     w.add_argument("--arch", default=None, help=f"train only this architecture's runs ({', '.join(ARCHITECTURES)}): "
                    "one process a core, each on its part of the grid")
     w.add_argument("--regimes", default="", help="train only the recursive model's runs on these regimes (comma-separated)")
+    w.add_argument("--keys", default="", help="train only these runs (comma-separated keys, as in the table): one "
+                   "run a process, one process a core")
     g = sub.add_parser("campaign", help="train every run the chapters plan at a profile within a budget; resumable")
     g.add_argument("--profile", default="cpu")
     g.add_argument("--budget-seconds", type=float, default=None, help="wall-clock budget (required to train); "
@@ -188,7 +190,8 @@ def main(argv=None) -> int:
             regimes = tuple(_list(args.regimes))
             for r in regimes:
                 check_choice("regimes", r, list(REGIMES))
-            part = only(grid, args.arch, regimes) if args.arch or regimes else grid
+            keys = tuple(_list(args.keys))
+            part = only(grid, args.arch, regimes, keys) if args.arch or regimes or keys else grid
             run_sweep(part, args.budget_seconds, log=lambda m: print(m, flush=True), table_grid=grid)
             return 0
         if args.command == "campaign":
