@@ -349,7 +349,9 @@ CPU = Profile(
                "reached OOD exact match 0.9 at 3,500 steps (23 epochs, about 300 CPU-seconds); condition (b) is open: "
                "the natural run stayed at OOD exact match 0.005-0.05 through its 40,000 steps (312 epochs; 0.016 at the "
                "end) with its OOD atomic facts stored (1.0), while the standard transformer stayed at most 0.05 on OOD "
-               "(ID 0.999); the grid `cpu_next` continues (b) at more weight decay",
+               "(ID 0.999); nor did it come in the grid `cpu_next` (781 epochs at weight decay 0.3 and 1.0) or, on "
+               "one H200, the grid `first` (100 entities, H2 x L6, 284 epochs); the grid `cpu_deep` continues (b) "
+               "with the paper's recursion depth",
 )
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, CPU, GPU, PAPER)}
