@@ -102,19 +102,20 @@ def standard_point(data: DataConfig, model: ModelConfig = STANDARD_MODEL, **trai
 # (3e-4, 0.1); the paper's run (4e-5 x 1.0 over about 400k steps to half the OOD targets) had 16.
 # (3e-4, 0.1) is the least likely to grok within 20k steps and is left for a later grid.
 FIRST_LR_WD = ((1e-3, 0.1), (1e-3, 1.0), (3e-4, 1.0))
+# The grid `first`'s recursive model: width 128 with the paper's recursion (H2 x L6) and 4 prefix slots.
+FIRST_TRM = ModelConfig(width=128, prefix_slots=4, expansion=4.0, token_multiple=64, h_cycles=2, l_cycles=6)
 
 
 def first_grid() -> Grid:
     """Aimed at one command of at most 7 minutes on one H100 (README: the estimate and what was left out)."""
     length = {"steps": 20_000, "eval_every": 500}
-    width128 = ModelConfig(width=128, prefix_slots=4, expansion=4.0, token_multiple=64, h_cycles=2, l_cycles=6)
     data = graph(100)
     return Grid(
         name="first",
         description="100 entities (20 relations each, phi 18; 70 steps an epoch); width 128, H2 x L6, 4 prefix "
                     "slots; (lr, weight decay) in (1e-3, 0.1), (1e-3, 1.0), (3e-4, 1.0); Grokfast off / on; "
                     "20k steps (285 epochs), evaluation every 500",
-        recursive=tuple(recursive_point(data, width128, lr, wd, gf, **length)
+        recursive=tuple(recursive_point(data, FIRST_TRM, lr, wd, gf, **length)
                         for lr, wd in FIRST_LR_WD for gf in (False, True)),
         standard=(standard_point(data, **length),),
         left_out="200 entities (twice the examples an epoch: 142 epochs in 20k steps, or twice the cost), "
@@ -154,6 +155,7 @@ CPU_GPT = ModelConfig(architecture="gpt", width=128, layers=4, heads=4, dropout=
 CPU_GPT_TRAIN = TrainConfig(steps=20_000, batch_size=128, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.1,
                             grad_clip=1.0, warmup_steps=200, ema_decay=0.0, loss="softmax", answer_only_loss=True,
                             eval_every=500, eval_size=1000, snapshots=0, checkpoint_every=1000, compile=True)
+CPU_STANDARD = RunConfig(data=CPU_DATA, model=CPU_GPT, train=CPU_GPT_TRAIN)   # trained once, by the grid `cpu`
 
 
 def cpu_grid() -> Grid:
@@ -167,7 +169,7 @@ def cpu_grid() -> Grid:
                     "width 128, 4 layers, 20k steps; evaluation every 500 steps",
         recursive=tuple(RunConfig(data=replace(CPU_DATA, regime=r), model=CPU_TRM, train=CPU_TRM_TRAIN)
                         for r in REGIMES),
-        standard=(RunConfig(data=CPU_DATA, model=CPU_GPT, train=CPU_GPT_TRAIN),),
+        standard=(CPU_STANDARD,),
         first_regimes=("natural", "both_full"),
         left_out="30 entities (fewer OOD compositions than a verdict needs), width 64 (did not store the OOD "
                  "atomic facts in 470 epochs), H1 or L1 recursion, lr 3e-3 and weight decay 0.3 (left for the "
@@ -192,7 +194,7 @@ def cpu_next_grid() -> Grid:
                     "500 steps",
         recursive=tuple(RunConfig(data=replace(CPU_DATA, regime=r), model=CPU_TRM, train=replace(long, weight_decay=wd))
                         for wd in (0.3, 1.0) for r in ("natural", "both_full")),
-        standard=(RunConfig(data=CPU_DATA, model=CPU_GPT, train=CPU_GPT_TRAIN),),   # the grid `cpu`'s, trained once
+        standard=(CPU_STANDARD,),   # the grid `cpu`'s, trained once
         first_regimes=("natural", "both_full"),
         left_out="lr 3e-3 (more total decay for the same steps, but a step size the width-128 model has not been "
                  "seen to train stably at), the other three regimes and the standard transformer (the grid `cpu` "
@@ -207,9 +209,6 @@ def cpu_next_grid() -> Grid:
 # had composed about half its OOD targets. The recursion is what the paper credits for composing OOD:
 # this grid gives the CPU graph the grid `first`'s deeper recursion and prefix slots (its 14 block
 # applications with gradient against 6 cost about 3.5x a step) and trains the natural data long.
-DEEP_TRM = ModelConfig(width=128, prefix_slots=4, expansion=4.0, token_multiple=64, h_cycles=2, l_cycles=6)
-
-
 def cpu_deep_grid() -> Grid:
     """Condition (b) with the paper's recursion depth: the natural data at the grid `cpu`'s graph, the
     grid `first`'s model (H2 x L6, 4 prefix slots), weight decay 0.1 and 1.0, 100k steps (780 epochs)."""
@@ -219,9 +218,9 @@ def cpu_deep_grid() -> Grid:
         description="the grid `cpu`'s graph; recursive model width 128, H2 x L6, 4 prefix slots (the grid "
                     "`first`'s); natural data at weight decay 0.1 and 1.0 (total decay 10 and 100), lr 1e-3, "
                     "Grokfast, 100k steps (780 epochs), evaluation every 500 steps",
-        recursive=tuple(RunConfig(data=CPU_DATA, model=DEEP_TRM, train=replace(long, weight_decay=wd))
+        recursive=tuple(RunConfig(data=CPU_DATA, model=FIRST_TRM, train=replace(long, weight_decay=wd))
                         for wd in (0.1, 1.0)),
-        standard=(RunConfig(data=CPU_DATA, model=CPU_GPT, train=CPU_GPT_TRAIN),),   # the grid `cpu`'s, trained once
+        standard=(CPU_STANDARD,),   # the grid `cpu`'s, trained once
         first_regimes=("natural",),
         left_out="both hops full and the other regimes (condition (a) holds at the shallower model already), "
                  "16 prefix slots (the paper's; 21 positions instead of 9), weight decay 0.3: two runs of 100k "

@@ -207,9 +207,9 @@ def profile_points(rows: list[dict]) -> list[dict]:
                                             "a_trained_steps": None, "natural_criteria": None})
         if r.get("regime") == "both_full":
             p["a_trained_steps"] = r["steps"]
-        if r.get("regime") == "both_full" and r["steps_to_ood_0.9"] is not None:
-            p.update(a=True, a_steps=r["steps_to_ood_0.9"], a_epochs=r["epochs_to_ood_0.9"],
-                     a_seconds=_seconds_to(r, r["steps_to_ood_0.9"]))
+            if r["steps_to_ood_0.9"] is not None:
+                p.update(a=True, a_steps=r["steps_to_ood_0.9"], a_epochs=r["epochs_to_ood_0.9"],
+                         a_seconds=_seconds_to(r, r["steps_to_ood_0.9"]))
         if r.get("regime", "natural") == "natural":
             p["natural_criteria"] = criteria(r)
             if all(p["natural_criteria"].values()):
