@@ -48,3 +48,19 @@ def test_the_controls_of_both_circuit_probes(data):
         c = controls[probe]
         assert c["composer"] == 1.0, probe
         assert c["lookup"] < 0.3 and c["untrained"] < 0.3, (probe, c)
+
+
+def test_the_reference_split_shares_no_first_hop(data):
+    fit, _ = lp.encoded_probe_queries(data, "cpu")
+    a, b = lp.split_by_first_hop(fit)
+    assert len(a) + len(b) == len(fit) and len(a) > 0 and len(b) > 0
+    hops = lambda s: set(map(tuple, s.inputs[:, :2].tolist()))
+    assert not hops(a) & hops(b)
+
+
+def test_the_reference_reads_the_composer_on_both_paths_and_the_lookup_on_neither(data):
+    composer = lp.bridge_reference(Composer(data), data, "cpu")
+    assert composer["id"]["bridge_decoded"] == 1.0 and composer["ood"]["bridge_decoded"] == 1.0
+    assert composer["ood_at_id_cell"] == 1.0
+    lookup = lp.bridge_reference(Lookup(data), data, "cpu")
+    assert lookup["id"]["bridge_decoded"] < 0.3 and lookup["ood"]["bridge_decoded"] < 0.3

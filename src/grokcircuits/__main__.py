@@ -152,6 +152,12 @@ def main(argv=None) -> int:
     w.add_argument("--regimes", default="", help="train only the recursive model's runs on these regimes (comma-separated)")
     w.add_argument("--keys", default="", help="train only these runs (comma-separated keys, as in the table): one "
                    "run a process, one process a core")
+    p = sub.add_parser("probe", help="where a sweep run's OOD compositions fail: exact match, the lens and the "
+                       "linear probe's bridge (ID and OOD) on its stored weights at one step; prints and stores "
+                       "results/sweep/<grid>/probes/<key>_<step>.json")
+    p.add_argument("--grid", required=True, help="a grid named in grokcircuits.grids")
+    p.add_argument("--key", required=True, help="a recursive run of the grid (its key, as in the table)")
+    p.add_argument("--step", type=int, default=None, help="a snapshot step (default: final, else the latest)")
     g = sub.add_parser("campaign", help="train every run the chapters plan at a profile within a budget; resumable")
     g.add_argument("--profile", default="cpu")
     g.add_argument("--budget-seconds", type=float, default=None, help="wall-clock budget (required to train); "
@@ -196,6 +202,11 @@ def main(argv=None) -> int:
             return 0
         if args.command == "campaign":
             return _campaign(args)
+        if args.command == "probe":
+            from .grids import get_grid
+            from .sweep_probe import probe_and_store
+            print(json.dumps(probe_and_store(get_grid(args.grid), args.key, args.step), indent=1))
+            return 0
         from . import experiments as ex
         profile = get_profile(args.profile)
         if args.command == "chapter" and args.chapter == "01":

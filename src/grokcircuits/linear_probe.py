@@ -126,6 +126,39 @@ def bridge_probe(model, data: TwoHopData, device, ridge: float = RIDGE,
     return out
 
 
+def split_by_first_hop(s: EncodedSet, seed: int = 0) -> tuple[EncodedSet, EncodedSet]:
+    """(fit, held out): the queries of half the distinct first hops (h, r1), drawn at random, and
+    those of the other half, so that no held-out query shares a first hop with a fitted one."""
+    hops = [tuple(h) for h in s.inputs[:, :2].tolist()]
+    distinct = sorted(set(hops))
+    order = torch.randperm(len(distinct), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = {distinct[i] for i in order[: len(distinct) // 2]}
+    in_held = torch.tensor([h in held for h in hops], device=s.inputs.device)       # (N,)
+    return s.select(~in_held), s.select(in_held)
+
+
+def bridge_reference(model, data: TwoHopData, device, ridge: float = RIDGE) -> dict:
+    """The probe's reference on the ID path beside its reading of the OOD compositions: readouts
+    fitted on the ID compositions of half the first hops, then (id) chosen and reported on the ID
+    compositions of the other half, which share no first hop with the fit, and (ood) on the OOD
+    compositions (both kept to bridges the fit has seen), at their own best cell and at the ID's. Where the model computes the bridge of ID
+    compositions and not of OOD ones, `id` is high and both OOD readings stay near chance."""
+    fit, test = encoded_probe_queries(data, device)
+    fit_half, held = split_by_first_hop(fit)
+    held = held.select(torch.isin(held.bridge, fit_half.bridge))     # a readout names only the bridges it was fitted to
+    test = test.select(torch.isin(test.bridge, fit_half.bridge))
+    readouts = fit_readouts(model, fit_half, data.vocab.n_entities, ridge)
+    stages = list(model.stages)
+    on_id = choose_and_report(decoded(model, readouts, held), stages)
+    ood_hits = decoded(model, readouts, test)                                       # (N, n_stages, 5)
+    on_ood = choose_and_report(ood_hits, stages)
+    cell = (stages.index(on_id["stage"]), on_id["slot"])
+    return {"id": {k: on_id[k] for k in ("bridge_decoded", "stage", "slot", "reported_on")},
+            "ood": {k: on_ood[k] for k in ("bridge_decoded", "stage", "slot", "reported_on")},
+            "ood_at_id_cell": float(ood_hits[1::2, cell[0], cell[1]].double().mean()),
+            "fitted_on": len(fit_half), "chance": 1.0 / data.vocab.n_entities}
+
+
 # --- on runs, memoised; and the controls every circuit probe must pass ------------------------------
 def run_probe(run, device=None) -> dict:
     """The linear probe on a finished run's final EMA weights, stored in the run's store (a re-render

@@ -39,6 +39,11 @@ class EncodedSet:
         return EncodedSet(to(inputs), labels_t, supervised_mask(labels_t, vocab.pad, slot), to(bridge),
                           to(vocab.entity_token(examples[:, 4])), bool((~atomic).all()))
 
+    def select(self, rows: torch.Tensor) -> "EncodedSet":
+        """The queries at `rows` (a boolean mask or indices)."""
+        return EncodedSet(self.inputs[rows], self.labels[rows], self.mask[rows], self.bridge[rows], self.target[rows],
+                          self.two_hop)
+
     def take(self, n: int) -> "EncodedSet":
         return EncodedSet(self.inputs[:n], self.labels[:n], self.mask[:n], self.bridge[:n], self.target[:n], self.two_hop)
 
