@@ -32,12 +32,13 @@ def results_root(profile: str) -> Path:
 
 
 def code_version() -> str:
-    """Library version plus the git commit of the working tree (with '+dirty' when it has changes)."""
+    """Library version plus the git commit of the working tree ('.dirty' when the library's own files
+    have changes: results, notebooks and checkpoints that training rewrites do not count)."""
     here = Path(__file__).resolve().parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
                                 text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "."], cwd=here,
                                capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
