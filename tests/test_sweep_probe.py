@@ -1,5 +1,7 @@
 """`python -m grokcircuits probe`: a sweep run's stored weights probed at one step; clear errors for a
 key that is not a recursive run of the grid and for a step with no stored weights."""
+import json
+
 import pytest
 import torch
 
@@ -45,10 +47,10 @@ def test_an_untrained_run_is_diagnosed_near_chance(tmp_path, monkeypatch, one_th
     config = TOY.recursive[0]
     _store_snapshot(Store(tmp_path / "sweep"), config, 20)
     assert main(["probe", "--grid", "toy", "--key", config.key()]) == 0
-    out = __import__("json").loads(capsys.readouterr().out)
+    out = json.loads(capsys.readouterr().out)
     assert out["step"] == 20 and set(out["exact_match"]) >= {"id_atomic", "test_inferred_ood"}
     assert out["exact_match"]["id_atomic"] < 0.2
-    stored = __import__("json").loads(sp.probe_path("toy", config.key(), 20).read_text())
+    stored = json.loads(sp.probe_path("toy", config.key(), 20).read_text())
     assert stored == out and stored["device"].startswith("CPU")
     probe = out["linear_probe"]
     assert probe["ood"]["bridge_decoded"] < 0.5 and probe["chance"] == 1 / 40

@@ -141,8 +141,9 @@ def bridge_reference(model, data: TwoHopData, device, ridge: float = RIDGE) -> d
     """The probe's reference on the ID path beside its reading of the OOD compositions: readouts
     fitted on the ID compositions of half the first hops, then (id) chosen and reported on the ID
     compositions of the other half, which share no first hop with the fit, and (ood) on the OOD
-    compositions (both kept to bridges the fit has seen), at their own best cell and at the ID's. Where the model computes the bridge of ID
-    compositions and not of OOD ones, `id` is high and both OOD readings stay near chance."""
+    compositions (both kept to bridges the fit has seen), at their own best cell and at the ID's.
+    Where the model computes the bridge of ID compositions and not of OOD ones, `id` is high and
+    both OOD readings stay near chance."""
     fit, test = encoded_probe_queries(data, device)
     fit_half, held = split_by_first_hop(fit)
     held = held.select(torch.isin(held.bridge, fit_half.bridge))     # a readout names only the bridges it was fitted to

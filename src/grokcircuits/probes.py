@@ -45,7 +45,7 @@ class EncodedSet:
                           self.two_hop)
 
     def take(self, n: int) -> "EncodedSet":
-        return EncodedSet(self.inputs[:n], self.labels[:n], self.mask[:n], self.bridge[:n], self.target[:n], self.two_hop)
+        return self.select(slice(None, n))
 
     def __len__(self) -> int:
         return self.inputs.shape[0]

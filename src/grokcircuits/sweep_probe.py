@@ -18,7 +18,7 @@ import torch
 
 from .config import ConfigError, RunConfig
 from .grids import Grid
-from .store import Store, code_version, load_tensors, write_json
+from .store import Store, code_version, write_json
 
 _SNAPSHOT = re.compile(r"snapshot_(\d+)\.pt$")
 
@@ -31,8 +31,7 @@ def recursive_run(grid: Grid, key: str) -> RunConfig:
 
 
 def snapshot_steps(store: Store, key: str) -> list[int]:
-    folder = store.checkpoint_dir(key)
-    found = (_SNAPSHOT.search(p.name) for p in folder.glob("snapshot_*.pt")) if folder.exists() else ()
+    found = (_SNAPSHOT.search(p.name) for p in store.checkpoint_dir(key).glob("snapshot_*.pt"))
     return sorted(int(m.group(1)) for m in found if m)
 
 
@@ -45,27 +44,23 @@ def weights_path(store: Store, key: str, step: int | None):
         step = steps[-1]
     if step is None or step not in steps:
         raise ConfigError(f"step={step}: no weights of run {key} at {folder} for that step; stored snapshot "
-                                f"steps: {steps or 'none (its checkpoints are not on this machine)'}")
+                          f"steps: {steps or 'none (its checkpoints are not on this machine)'}")
     return folder / f"snapshot_{step}.pt", step
 
 
 @torch.no_grad()
 def diagnose(config: RunConfig, store: Store, step: int | None = None, device=None) -> dict:
     from .linear_probe import bridge_reference
-    from .models import build_model
     from .probes import EncodedSet, path_summary
-    from .runs import dataset, default_device, device_name
+    from .runs import Run, dataset, default_device, device_name
     device = device or default_device()
-    path, label = weights_path(store, config.key(), step)
+    _, label = weights_path(store, config.key(), step)
+    model = Run(config, {}, [], store).load_model(None if label == "final" else label, device)
     data = dataset(config.data)
-    model = build_model(config.model, data.vocab.size).to(device)
-    model.load_state_dict(load_tensors(path, device))
-    model.eval()
-    sets = {name: EncodedSet.build(ex, data.vocab, device) for name, ex in data.probe_sets().items()}
-    exact = {name: path_summary(model, s, with_lens=False)["exact_match"] for name, s in sets.items()}
-    lens = path_summary(model, sets["test_inferred_ood"], with_lens=True)
-    return {"key": config.key(), "step": label, "exact_match": exact,
-            "lens_bridge_found_tail_slots_ood": lens["bridge_found_tail_slots"],
+    summaries = {name: path_summary(model, EncodedSet.build(ex, data.vocab, device), with_lens=name == "test_inferred_ood")
+                 for name, ex in data.probe_sets().items()}
+    return {"key": config.key(), "step": label, "exact_match": {n: v["exact_match"] for n, v in summaries.items()},
+            "lens_bridge_found_tail_slots_ood": summaries["test_inferred_ood"]["bridge_found_tail_slots"],
             "linear_probe": bridge_reference(model, data, device),
             "device": device_name(torch.device(device)), "code_version": code_version()}
 
