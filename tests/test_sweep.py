@@ -266,6 +266,19 @@ def test_the_deep_cpu_grid_gives_the_cpu_graph_the_first_grids_recursion():
     assert deep.standard[0].key() == CPU_GRID.standard[0].key()     # trained once, by the grid `cpu`
 
 
+def test_the_weight_decay_grid_is_the_cpu_profiles_point_at_more_decay_seed_0_one_hop_regimes_first():
+    from grokcircuits.config import REGIMES, get_profile
+    wd03 = get_grid("cpu_wd03")
+    first, rest = wd03.waves()
+    assert sorted(c.data.regime for c in first if c.model.architecture == "trm") == ["hop1_only", "hop2_only"]
+    assert len(rest) == 3 and wd03.standard[0].key() == CPU_GRID.standard[0].key()
+    # its runs are the seed-0 runs of the cpu profile at weight decay 0.3, and differ from the profile's own
+    cpu = get_profile("cpu")
+    at_03 = replace(cpu, trm_train=replace(cpu.trm_train, weight_decay=0.3))
+    assert [at_03.run("trm", r, 0) for r in REGIMES] == list(wd03.recursive)
+    assert not {c.key() for c in wd03.recursive} & {c.key() for c in CPU_GRID.recursive}
+
+
 def test_a_part_of_the_grid_chosen_by_key_and_an_unknown_key_named():
     toy = get_grid("toy")
     key = toy.recursive[1].key()
