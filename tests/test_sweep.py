@@ -224,6 +224,15 @@ def test_cpu_profile_choice_meets_a_and_b_or_a_alone_or_nothing():
     assert sweep.choose_cpu_profile(dear + [both_full, natural])["point"] == sweep.describe_point(natural)
 
 
+def test_each_seed_of_a_point_is_judged_on_its_own_and_old_tables_read_as_seed_0():
+    seed1 = [regime_row("both_full", seed=1, **{"steps_to_ood_0.9": None}), regime_row("natural", seed=1)]
+    points = sweep.profile_points([regime_row("both_full"), regime_row("natural")] + seed1)
+    assert [(p["a"], p["point"].endswith("seed 1")) for p in points] == [(True, False), (False, True)]
+    old = {k: v for k, v in regime_row("both_full").items() if k != "seed"}   # a table from before the column
+    assert sweep.point_of(old) == sweep.point_of(regime_row("natural"))
+    assert "seed" not in sweep.describe_point(old) and "-" in sweep.format_table(
+        {"grid": "g", "description": "d", "rows": [old], "note": "n"})
+
 def test_device_seconds_come_from_the_record_or_from_the_wall_time_shared_by_the_ensemble():
     assert sweep._device_seconds({"device_seconds": 12.0, "gpu_seconds": 0.0, "wall_seconds": 50.0}) == 12.0
     assert sweep._device_seconds({"gpu_seconds": 7.0, "wall_seconds": 50.0}) == 7.0
@@ -266,18 +275,19 @@ def test_the_deep_cpu_grid_gives_the_cpu_graph_the_first_grids_recursion():
     assert deep.standard[0].key() == CPU_GRID.standard[0].key()     # trained once, by the grid `cpu`
 
 
-def test_the_weight_decay_grid_is_the_cpu_profiles_point_at_more_decay_seed_0_one_hop_regimes_first():
+def test_the_weight_decay_grid_is_the_cpu_profile_at_more_decay_one_hop_regimes_first():
     from grokcircuits.config import REGIMES, get_profile
     wd03 = get_grid("cpu_wd03")
     first, rest = wd03.waves()
-    assert sorted(c.data.regime for c in first if c.model.architecture == "trm") == ["hop1_only", "hop2_only"]
-    assert len(rest) == 3 and wd03.standard[0].key() == CPU_GRID.standard[0].key()
-    # its runs are the seed-0 runs of the cpu profile at weight decay 0.3, and differ from the profile's own
+    assert sorted(c.data.regime for c in first if c.model.architecture == "trm") == ["hop1_only"] * 3 + ["hop2_only"] * 3
+    assert len(rest) == 9 and all(wd03.standard_for(c) is not None for c in wd03.recursive)
+    # its runs are the cpu profile's at weight decay 0.3, seed 0 first, and differ from the profile's own
     cpu = get_profile("cpu")
     at_03 = replace(cpu, trm_train=replace(cpu.trm_train, weight_decay=0.3))
-    assert [at_03.run("trm", r, 0) for r in REGIMES] == list(wd03.recursive)
+    assert [at_03.run("trm", r, s) for s in cpu.seeds for r in REGIMES] == list(wd03.recursive)
+    assert [cpu.run("gpt", "natural", s) for s in cpu.seeds] == list(wd03.standard)   # the profile's, not retrained
+    assert wd03.standard[0].key() == CPU_GRID.standard[0].key()
     assert not {c.key() for c in wd03.recursive} & {c.key() for c in CPU_GRID.recursive}
-
 
 def test_a_part_of_the_grid_chosen_by_key_and_an_unknown_key_named():
     toy = get_grid("toy")

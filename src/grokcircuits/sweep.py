@@ -91,7 +91,7 @@ def _epochs(steps: int | None, per_epoch: float | None) -> float | None:
 def knobs(config: RunConfig) -> dict:
     """The grid's axes of one point, as the table names them."""
     t = config.train
-    return {"regime": config.data.regime, "n_entities": config.data.n_entities, "width": config.model.width, "lr": t.lr,
+    return {"regime": config.data.regime, "seed": config.train.seed, "n_entities": config.data.n_entities, "width": config.model.width, "lr": t.lr,
             "weight_decay": t.weight_decay, "grokfast": "on" if t.grokfast_lambda > 0 else "off",
             "steps_planned": t.steps}
 
@@ -190,8 +190,10 @@ BOTH_FULL_OOD_AT_LEAST = 0.9   # (a) the both-hops-full recursive model composes
 
 
 def point_of(row: dict) -> tuple:
-    """A grid point: the knobs of a row without its data regime."""
-    return tuple((k, row[k]) for k in ("n_entities", "width", "lr", "weight_decay", "grokfast", "steps_planned"))
+    """A grid point at one seed: the knobs of a row without its data regime (tables written before
+    the seed was a column hold seed 0 only)."""
+    return tuple((k, row.get(k, 0) if k == "seed" else row[k])
+                 for k in ("n_entities", "width", "lr", "weight_decay", "grokfast", "steps_planned", "seed"))
 
 
 def profile_points(rows: list[dict]) -> list[dict]:
@@ -255,7 +257,7 @@ def note_for(choice: dict | None, rows: list[dict]) -> str:
 
 def describe_point(row: dict) -> str:
     return (f"{row['n_entities']} entities, width {row['width']}, lr {row['lr']:g}, weight decay "
-            f"{row['weight_decay']:g}, Grokfast {row['grokfast']}")
+            f"{row['weight_decay']:g}, Grokfast {row['grokfast']}" + (f", seed {row['seed']}" if row.get("seed") else ""))
 
 
 # --- the table on disk and on screen -------------------------------------------------------------
@@ -281,7 +283,7 @@ def write_table(table: dict, folder: Path) -> None:
     (folder / "table.csv").write_text(buf.getvalue())
 
 
-PRINTED = (("regime", "regime"), ("n_entities", "ent"), ("width", "D"), ("lr", "lr"), ("weight_decay", "wd"), ("grokfast", "gf"),
+PRINTED = (("regime", "regime"), ("seed", "seed"), ("n_entities", "ent"), ("width", "D"), ("lr", "lr"), ("weight_decay", "wd"), ("grokfast", "gf"),
            ("status", "status"), ("steps", "steps"), ("steps_to_training_0.9", "train.9"), ("steps_to_id_0.9", "id.9"),
            ("steps_to_ood_0.5", "ood.5"), ("steps_to_ood_0.9", "ood.9"), ("steps_to_bridge_0.5", "bridge.5"),
            ("final_ood_exact_match", "ood"), ("final_ood_atomic_exact_match", "oodatom"),
@@ -293,7 +295,7 @@ def format_table(table: dict) -> str:
         if v is None:
             return "-"
         return f"{v:.3g}" if isinstance(v, float) else str(v)
-    lines = [[h for _, h in PRINTED]] + [[cell(r[k]) for k, _ in PRINTED] for r in table["rows"]]
+    lines = [[h for _, h in PRINTED]] + [[cell(r.get(k)) for k, _ in PRINTED] for r in table["rows"]]
     widths = [max(len(line[i]) for line in lines) for i in range(len(PRINTED))]
     text = "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
     devices = ", ".join(table.get("devices") or []) or "none yet"
