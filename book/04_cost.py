@@ -163,7 +163,7 @@ for t in sweep_tables:
     choice = t.get("cpu_profile_choice")
     if choice:
         print(f"  the cpu profile's point: {choice['point']} (meets {choice['meets']})")
-sweep_columns = ["regime", "n_entities", "width", "lr", "weight_decay", "grokfast", "status", "steps", "epochs",
+sweep_columns = ["regime", "seed", "n_entities", "width", "lr", "weight_decay", "grokfast", "status", "steps", "epochs",
                  "steps_to_training_0.9", "steps_to_id_0.9", "steps_to_ood_0.5", "epochs_to_ood_0.5", "steps_to_ood_0.9",
                  "steps_to_bridge_0.5", "final_id_exact_match", "final_ood_exact_match", "final_ood_atomic_exact_match",
                  "standard_id_exact_match", "standard_ood_exact_match", "seconds_to_ood_0.5", "seconds_to_ood_0.9",
