@@ -233,6 +233,7 @@ def test_each_seed_of_a_point_is_judged_on_its_own_and_old_tables_read_as_seed_0
     assert "seed" not in sweep.describe_point(old) and "-" in sweep.format_table(
         {"grid": "g", "description": "d", "rows": [old], "note": "n"})
 
+
 def test_device_seconds_come_from_the_record_or_from_the_wall_time_shared_by_the_ensemble():
     assert sweep._device_seconds({"device_seconds": 12.0, "gpu_seconds": 0.0, "wall_seconds": 50.0}) == 12.0
     assert sweep._device_seconds({"gpu_seconds": 7.0, "wall_seconds": 50.0}) == 7.0
@@ -288,6 +289,7 @@ def test_the_weight_decay_grid_is_the_cpu_profile_at_more_decay_one_hop_regimes_
     assert [cpu.run("gpt", "natural", s) for s in cpu.seeds] == list(wd03.standard)   # the profile's, not retrained
     assert wd03.standard[0].key() == CPU_GRID.standard[0].key()
     assert not {c.key() for c in wd03.recursive} & {c.key() for c in CPU_GRID.recursive}
+
 
 def test_a_part_of_the_grid_chosen_by_key_and_an_unknown_key_named():
     toy = get_grid("toy")

@@ -255,6 +255,7 @@ def cpu_wd03_grid() -> Grid:
                  "profile moves to this decay: six runs of 5,000 steps) and other decays",
     ).validate()
 
+
 GRIDS = {"first": first_grid, "toy": toy_grid, "cpu": cpu_grid, "cpu_next": cpu_next_grid, "cpu_deep": cpu_deep_grid,
          "cpu_wd03": cpu_wd03_grid}
 

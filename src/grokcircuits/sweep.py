@@ -91,8 +91,8 @@ def _epochs(steps: int | None, per_epoch: float | None) -> float | None:
 def knobs(config: RunConfig) -> dict:
     """The grid's axes of one point, as the table names them."""
     t = config.train
-    return {"regime": config.data.regime, "seed": config.train.seed, "n_entities": config.data.n_entities, "width": config.model.width, "lr": t.lr,
-            "weight_decay": t.weight_decay, "grokfast": "on" if t.grokfast_lambda > 0 else "off",
+    return {"regime": config.data.regime, "seed": t.seed, "n_entities": config.data.n_entities,
+            "width": config.model.width, "lr": t.lr, "weight_decay": t.weight_decay, "grokfast": "on" if t.grokfast_lambda > 0 else "off",
             "steps_planned": t.steps}
 
 
