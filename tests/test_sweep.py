@@ -4,12 +4,14 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from grokcircuits import sweep
 from grokcircuits.config import ConfigError
 from grokcircuits.grids import get_grid
+from grokcircuits.store import Store
 
 FIRST = get_grid("first")
 POINT = FIRST.recursive[0]
@@ -139,7 +141,7 @@ def test_toy_sweep_runs_end_to_end_and_chooses_nothing(one_thread):
 
 
 @pytest.mark.slow
-def test_toy_sweep_stopped_early_keeps_what_it_has_and_resumes(tmp_path, monkeypatch, one_thread):
+def test_toy_sweep_stopped_early_keeps_what_it_has_and_resumes(tmp_path, monkeypatch, one_thread, capsys):
     monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
     cut = sweep.run_sweep(get_grid("toy"), budget_seconds=120, log=lambda m: None, stop_after=20)
     assert all(r["status"] == "incomplete" and r["steps"] == 20 and r["standard_status"] == "incomplete"
@@ -147,8 +149,24 @@ def test_toy_sweep_stopped_early_keeps_what_it_has_and_resumes(tmp_path, monkeyp
     assert all(r["final_ood_atomic_exact_match"] is not None for r in cut["rows"])   # its curve so far
     assert "4 of 4 runs did not finish" in cut["note"]
     assert (tmp_path / "sweep" / "toy" / "table.csv").exists()
-    done = sweep.run_sweep(get_grid("toy"), budget_seconds=120, log=lambda m: None)
+    store, toy = Store(tmp_path / "sweep"), get_grid("toy")
+    resumable = [store.checkpoint_dir(c.key()) / "last.pt" for c in toy.configs()]
+    assert weights_to_commit_printed(capsys) == resumable                 # every run: its resumable checkpoint
+    done = sweep.run_sweep(toy, budget_seconds=120, log=lambda m: None)
     assert all(r["status"] == "complete" and r["steps"] == 40 for r in done["rows"])
+    finals = [store.checkpoint_dir(c.key()) / "final.pt" for c in toy.recursive]
+    assert weights_to_commit_printed(capsys)[:len(finals)] == finals      # the recursive runs' final weights
+    assert all(f.name.startswith("snapshot_") for f in weights_to_commit_printed(capsys)[len(finals):])
+
+
+def weights_to_commit_printed(capsys) -> list[Path]:
+    """What `sweep --weights-to-commit` prints for the toy grid, each path checked to exist."""
+    from grokcircuits.__main__ import main
+    capsys.readouterr()
+    assert main(["sweep", "--grid", "toy", "--weights-to-commit"]) == 0
+    paths = [Path(line) for line in capsys.readouterr().out.splitlines() if line]
+    assert all(p.exists() for p in paths)
+    return paths
 
 
 def test_toy_sweep_with_no_time_starts_nothing_and_still_writes_its_table(tmp_path, monkeypatch):

@@ -152,6 +152,9 @@ def main(argv=None) -> int:
     w.add_argument("--regimes", default="", help="train only the recursive model's runs on these regimes (comma-separated)")
     w.add_argument("--keys", default="", help="train only these runs (comma-separated keys, as in the table): one "
                    "run a process, one process a core")
+    w.add_argument("--weights-to-commit", action="store_true", help="print the checkpoint files of the grid's runs "
+                   "that git must hold (git add -f them) for a fresh clone to resume them, or for a campaign to "
+                   "adopt them with their weights; train nothing")
     p = sub.add_parser("probe", help="where a sweep run's OOD compositions fail: exact match, the lens and the "
                        "linear probe's bridge (ID and OOD) on its stored weights at one step; prints and stores "
                        "results/sweep/<grid>/probes/<key>_<step>.json")
@@ -190,6 +193,10 @@ def main(argv=None) -> int:
                 return 0
             if args.table:
                 print(format_table(write_current_table(grid)))
+                return 0
+            if args.weights_to_commit:
+                from .campaign import weights_to_commit
+                print("\n".join(map(str, weights_to_commit(grid.configs(), Store(results_root("sweep"))))))
                 return 0
             if args.arch is not None:
                 check_choice("arch", args.arch, ARCHITECTURES)
