@@ -138,7 +138,8 @@ book.paper_table([
 # data it must grok (OOD exact match at least 0.5) while the standard transformer at the same graph stays
 # near zero on OOD, both above 0.9 in distribution. Where that happens is found by sweeps: the grid `cpu`
 # on this project's 2-core CPUs (`make sweep GRID=cpu BUDGET=...`, hours, resumed from what is committed),
-# and the grid `first` on a GPU (`make sweep GRID=first`, one command of at most 7 minutes on one H100;
+# the grid `cpu_wd03` that holds the `cpu` profile's recursive runs (its point at weight decay 0.3, three
+# seeds), and the grid `first` on a GPU (`make sweep GRID=first`, one command of at most 7 minutes on one H100;
 # README, "The sweep"). For every point and data regime the table gives the optimiser steps, epochs and
 # device seconds (the run's share of its CPU or GPU) to training accuracy 0.9, to ID exact match 0.9, to
 # OOD exact match 0.5 and 0.9 and to bridge found 0.5 (on the OOD compositions), the OOD atomic facts'

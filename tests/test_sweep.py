@@ -200,9 +200,10 @@ def test_cpu_grid_holds_five_regimes_and_trains_the_decisive_ones_first():
     assert sorted(c.data.regime for c in first) == ["both_full", "natural", "natural"]   # + the standard transformer
     assert [c.model.architecture for c in first].count("gpt") == 1 and len(rest) == 3
     assert all(CPU_GRID.standard_for(c) is CPU_GRID.standard[0] for c in CPU_GRID.recursive)
-    # the cpu profile's seed-0 runs are the grid's runs: the campaign loads them instead of training them again
+    # the cpu profile is the grid's point at weight decay 0.3 (the grid `cpu_wd03`), with its standard transformer
     cpu = get_profile("cpu")
-    assert [cpu.run("trm", r, 0) for r in REGIMES] == list(CPU_GRID.recursive)
+    at_01 = replace(cpu, trm_train=replace(cpu.trm_train, weight_decay=0.1))
+    assert [at_01.run("trm", r, 0) for r in REGIMES] == list(CPU_GRID.recursive)
     assert cpu.run("gpt", "natural", 0) == CPU_GRID.standard[0]
     # its graph leaves (head, relation) pairs free for the transfer experiment's new facts
     assert cpu.data.n_relations > cpu.data.relations_per_entity
@@ -294,19 +295,30 @@ def test_the_deep_cpu_grid_gives_the_cpu_graph_the_first_grids_recursion():
     assert deep.standard[0].key() == CPU_GRID.standard[0].key()     # trained once, by the grid `cpu`
 
 
-def test_the_weight_decay_grid_is_the_cpu_profile_at_more_decay_one_hop_regimes_first():
+def test_the_weight_decay_grid_is_the_cpu_profile_one_hop_regimes_first():
     from grokcircuits.config import REGIMES, get_profile
     wd03 = get_grid("cpu_wd03")
     first, rest = wd03.waves()
     assert sorted(c.data.regime for c in first if c.model.architecture == "trm") == ["hop1_only"] * 3 + ["hop2_only"] * 3
     assert len(rest) == 9 and all(wd03.standard_for(c) is not None for c in wd03.recursive)
-    # its runs are the cpu profile's at weight decay 0.3, seed 0 first, and differ from the profile's own
+    # its runs are the cpu profile's pretraining runs at every seed, seed 0 first: the campaign adopts them
     cpu = get_profile("cpu")
-    at_03 = replace(cpu, trm_train=replace(cpu.trm_train, weight_decay=0.3))
-    assert [at_03.run("trm", r, s) for s in cpu.seeds for r in REGIMES] == list(wd03.recursive)
+    assert cpu.trm_train.weight_decay == 0.3
+    assert [cpu.run("trm", r, s) for s in cpu.seeds for r in REGIMES] == list(wd03.recursive)
     assert [cpu.run("gpt", "natural", s) for s in cpu.seeds] == list(wd03.standard)   # the profile's, not retrained
     assert wd03.standard[0].key() == CPU_GRID.standard[0].key()
     assert not {c.key() for c in wd03.recursive} & {c.key() for c in CPU_GRID.recursive}
+
+
+def test_the_five_seed_grid_adds_seeds_3_and_4_of_every_regime_as_the_cpu_profile_would_train_them():
+    from grokcircuits.config import REGIMES, get_profile
+    more, wd03 = get_grid("cpu_wd03_seeds34"), get_grid("cpu_wd03")
+    cpu = get_profile("cpu")
+    assert [cpu.run("trm", r, s) for s in (3, 4) for r in REGIMES] == list(more.recursive)   # every regime, not one
+    assert [cpu.run("gpt", "natural", s) for s in (3, 4)] == list(more.standard)
+    assert not {c.key() for c in more.configs()} & {c.key() for c in wd03.configs()}
+    first, _ = more.waves()
+    assert sorted(c.data.regime for c in first if c.model.architecture == "trm") == ["hop1_only"] * 2 + ["hop2_only"] * 2
 
 
 def test_a_part_of_the_grid_chosen_by_key_and_an_unknown_key_named():

@@ -8,7 +8,7 @@ in waves, in the order that answers claims soonest: the recursive model on both 
 natural data (chapters 01 and 03's pretraining), then the transfer runs that start from them and the
 from-scratch controls (chapter 03), then the standard transformer (chapter 00), then the other three
 regimes (chapter 02). Runs already trained by the sweep whose configuration is the profile's (the
-`cpu` profile's seed-0 runs are the grid `cpu`'s) are adopted from the sweep's store, not trained
+`cpu` profile's recursive runs are the grid `cpu_wd03`'s) are adopted from the sweep's store, not trained
 again. Every evaluation prints a progress line (run, step, epoch, the curves, time left). At the
 budget the campaign stops at a step boundary, stores every unfinished run with its resumable
 checkpoint, and prints what remains with an estimate of the time it needs; the same command resumes
