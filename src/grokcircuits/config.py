@@ -322,7 +322,7 @@ TINY = Profile(
 
 # The `cpu` profile: the sweep's grid `cpu_wd03` (grids.py), whose runs at seeds 0, 1 and 2 are this
 # profile's recursive-model pretraining runs (a test holds them equal, so the campaign loads them instead of
-# training them again); its standard transformer is the grid `cpu`'s. Its graph leaves 10 of 30 relations
+# training them again); its standard transformer at seed 0 is the grid `cpu`'s. Its graph leaves 10 of 30 relations
 # free at every entity for the transfer facts.
 CPU_DATA = DataConfig(n_entities=50, n_relations=30, relations_per_entity=20, ood_fraction=0.1,
                       iid_test_fraction=0.05, phi=18.0, probe_size=1000)
