@@ -2,7 +2,7 @@
 PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
-# The book renders the cpu profile's committed campaign by default (README, "The cpu profile");
+# The book renders the cpu profile's committed campaign by default (book/appendix/profiles.md, "The cpu profile");
 # the tests and CI build the tiny one (make book PROFILE=tiny).
 PROFILE  ?= cpu
 PARAMS   ?=
@@ -103,7 +103,7 @@ sweep:
 # The campaign (plain Python, THREADS torch threads, default 1 so that work can go on beside it): every
 # run the chapters plan at PROFILE, within BUDGET seconds; unfinished runs keep resumable checkpoints and
 # the same command resumes them. Once every run is complete it executes every chapter, so that the probe
-# results they read are stored beside the runs; commit results/$(PROFILE) (README, "The cpu profile").
+# results they read are stored beside the runs; commit results/$(PROFILE) (book/appendix/profiles.md, "The cpu profile").
 THREADS ?= 1
 .PHONY: campaign
 campaign: setup

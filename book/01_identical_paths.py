@@ -61,7 +61,8 @@ ensure_environment()
 
 # %% tags=["parameters"]
 profile = "tiny"          # tiny | cpu | gpu | paper
-seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2])
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2]) and every other seed
+                  # whose runs at this configuration are complete (in the profile's store or the sweep's)
 workers = 16              # most runs trained together as one ensemble (one batched step)
 query_set = "train_inferred"   # ID queries the paths are read on: train_inferred | test_inferred_iid
 patching_queries = 200    # ID queries (with both corrupted partners) per patched checkpoint
@@ -81,7 +82,8 @@ from grokcircuits import analysis, charts, experiments, verdicts
 from grokcircuits import inference_paths as ip
 from grokcircuits.runs import dataset
 
-runs = list(experiments.train_many(experiments.path_runs(ch.profile_obj, ch.seeds), ch.store, ch.workers).values())
+runs = book.chapter_runs(ch, lambda seeds: experiments.path_runs(ch.profile_obj, seeds), whole_seeds=True)
+book.seeds_note(ch)
 variant = None if ch.grokking_set == "ood" else ip.VARIANTS[ch.grokking_set]
 if variant:
     book.note(f"**Variant.** This page compares the checkpoints before and after *in-distribution* generalisation "
@@ -147,7 +149,7 @@ for r in natural:
 stages = ip.stages_of(natural[0])
 lens = pd.concat(frames).groupby(["checkpoint", "stage", "slot"], as_index=False)["value"].mean()
 charts.stage_slot_heatmap(lens, stages, "value", f"Bridge entity as the lens's top-1 token, {ch.query_set}",
-                          "share of queries", facet="checkpoint", subtitle=f"profile {ch.profile}, mean over seeds {ch.seeds}")
+                          "share of queries", facet="checkpoint", subtitle=f"profile {ch.profile}, mean over seeds {ch.seeds_used}")
 
 # %% [markdown]
 # ## The causal-patching map: where the answer is decided
@@ -166,7 +168,7 @@ for r in natural:
 patch = pd.concat(pframes).groupby(["checkpoint", "stage", "position"], as_index=False, sort=False)["value"].mean()
 charts.stage_slot_heatmap(patch.rename(columns={"position": "slot"}), patched[next(iter(patched))].states, "value",
                           "Clean answer's lead restored by patching one cell", "normalised logit difference",
-                          facet="checkpoint", subtitle=f"profile {ch.profile}, mean over seeds {ch.seeds}")
+                          facet="checkpoint", subtitle=f"profile {ch.profile}, mean over seeds {ch.seeds_used}")
 
 # %% tags=["hide-input"]
 analysis.readable(ip.score_table({f"{label}, seed {seed}": res for (label, seed), res in patched.items()}),
@@ -192,12 +194,16 @@ analysis.readable(ip.similarity_rows({f"natural end vs both-hops-full end, seed 
 # %% [markdown]
 # ## Verdict
 #
-# A seed is judged when it grokked and has a pre-grokking checkpoint. Claim 1 **holds** when, for
-# every such seed, the whole bootstrap interval of the pre-vs-post similarity is at or above 0.8
-# and above the chance level's upper end; it **does not hold** when some seed's interval lies
-# wholly below 0.8 (the controls above show what a different path looks like); otherwise, or when
-# no seed qualifies, it is **not shown** at this scale. The rule is
-# `grokcircuits.verdicts.identical_paths`.
+# A seed is **eligible** when it grokked and has a pre-grokking checkpoint; with fewer than 3
+# eligible seeds the claim is **not shown**, with the count. An eligible seed **shows** the claim
+# when the whole bootstrap interval of its pre-vs-post similarity is at or above 0.8 and its lower
+# end lies above that seed's chance level (a paired comparison, seed by seed); it **contradicts**
+# it when the interval lies wholly below 0.8 (the controls above show what a different path looks
+# like); otherwise it is open. The share of eligible seeds showing it then decides, as below. The
+# rule is `grokcircuits.verdicts.identical_paths`.
+
+# %% tags=["hide-input"]
+book.share_rule()
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -215,18 +221,17 @@ book.verdict_numbers(same_path)
 # stays); its code compares no paths. We compare them causally, seed by seed.
 
 # %% tags=["hide-input"]
-from grokcircuits.stats import mean_interval
-
 judged = "OOD" if ch.grokking_set == "ood" else "held-out ID"
-compared = similarity[similarity["grokked"]]["similarity"].dropna()   # the seeds the verdict judges
+compared = similarity[similarity["grokked"]].dropna(subset=["similarity"])   # the seeds the verdict judges
 book.paper_table([
     (f"seeds that grokked ({judged} exact match at least {ch.grokking_criterion})",
      "the natural run grokked (one seed, 1100 epochs)", f"{int(similarity['grokked'].sum())} of {len(similarity)}"),
     ("path similarity, pre-grokking vs end (patching maps)",
      "the same path (read from the logit lens; not compared directly)",
-     mean_interval(compared) if len(compared) else "no seed grokked with a pre-grokking checkpoint"),
+     verdicts.by_seed(dict(zip(compared["seed"], compared["similarity"]))) if len(compared)
+     else "no seed grokked with a pre-grokking checkpoint"),
     (f"bridge found by the logit lens at the end, {ch.query_set} (any state, any slot)", "found, from early on",
-     mean_interval([r.curves[-1][ch.query_set]["bridge_found"] for r in natural])),
+     verdicts.by_seed({r.config.train.seed: r.curves[-1][ch.query_set]["bridge_found"] for r in natural})),
 ], index="measure")
 
 # %% tags=["hide-input"]

@@ -39,7 +39,8 @@ ensure_environment()
 
 # %% tags=["parameters"]
 profile = "tiny"    # tiny | cpu | gpu | paper
-seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2])
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2]) and every other seed
+                  # whose runs at this configuration are complete (in the profile's store or the sweep's)
 workers = 16        # most runs trained together as one ensemble (one batched step)
 regimes = ["natural", "both_full", "both_half", "hop1_only", "hop2_only"]
 grokking_criterion = 0.5   # OOD exact match at which a run counts as grokked: "high OOD accuracy"
@@ -56,7 +57,8 @@ import pandas as pd
 from grokcircuits import analysis, charts, experiments, verdicts
 from grokcircuits.config import REGIMES
 
-runs = list(experiments.train_many(experiments.regime_runs(ch.profile_obj, ch.seeds, ch.regimes), ch.store, ch.workers).values())
+runs = book.chapter_runs(ch, lambda seeds: experiments.regime_runs(ch.profile_obj, seeds, ch.regimes))
+book.seeds_note(ch)
 metrics = ["exact_match", "target_found", "bridge_found", "bridge_found_tail_slots"]
 ood = analysis.named(analysis.mean_curves(analysis.curves_frame(runs, ["test_inferred_ood"], metrics)))
 
@@ -70,7 +72,7 @@ ood = analysis.named(analysis.mean_curves(analysis.curves_frame(runs, ["test_inf
 # %% tags=["hide-input"]
 charts.curves(ood, "OOD compositions over training, per regime", "share of OOD queries", facet="metric",
               facet_order=[analysis.METRIC_NAMES[m] for m in metrics],
-              subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds}")
+              subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds_used}")
 
 # %% [markdown]
 # ## When each curve crosses the grokking criterion and 0.9
@@ -104,14 +106,23 @@ from grokcircuits import linear_probe
 
 final = analysis.final_values(runs, ["test_inferred_ood", "test_inferred_iid"], metrics)
 final = pd.concat([final, linear_probe.probe_values(runs)], ignore_index=True)
+per_seed = pd.concat([analysis.seed_values(runs, ["test_inferred_ood"], metrics), analysis.probe_seed_values(runs)],
+                     ignore_index=True)
 controls = linear_probe.circuit_probe_controls(runs[0].config)
 full_label = REGIMES["both_full"].label
 pd.DataFrame([{"probe": verdicts.CIRCUIT_PROBES[p], **{k: analysis.format_measure(x) for k, x in c.items()},
-               f"{full_label} (trained)": analysis.format_measure(analysis.lookup(final, full_label, "test_inferred_ood", p))}
+               f"{full_label} (trained)": analysis.seed_listing(per_seed, full_label, "test_inferred_ood", p)}
               for p, c in controls.items()]).set_index("probe")
 
 # %% [markdown]
 # ## Final values
+#
+# Seed by seed on the OOD compositions (the verdict reads these), then mean and 95% interval over
+# seeds on the OOD and held-out ID compositions.
+
+# %% tags=["hide-input"]
+analysis.readable(analysis.named(per_seed).pivot_table(index=["condition", "metric"], columns="seed", values="value"),
+                  missing="not run")
 
 # %% tags=["hide-input"]
 analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]))
@@ -119,19 +130,24 @@ analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]
 # %% [markdown]
 # ## Verdict
 #
-# Per regime, OOD accuracy is *formed* when the 95% interval over seeds of its OOD exact match lies
-# at or above `grokking_criterion`, and *absent* when it lies wholly below; the circuit is formed
-# or absent the same way against 0.5, read by the first probe that passed its controls above. The
-# decoupling **holds** when some regime has one formed and the other absent; it **does not hold**
-# when every regime has both or neither; it is **not shown** when no both-hops-full model is mature
-# (nothing known to compose can check the probes), when no probe passes its controls (the probes
-# are blind at this scale), when a regime where neither formed was still rising or trained fewer
-# epochs than the paper's 1100 (either may still come), or when an interval straddles its
-# threshold. The rule is `grokcircuits.verdicts.accuracy_vs_circuit`.
+# First the probes: the both-hops-full model must compose (OOD exact match at least 0.9) at every
+# seed, at least two, and the circuit is read by the first probe that passes its controls above,
+# the mature both-hops-full model at every seed included; else the claim is **not shown**. Then,
+# per regime and seed, OOD accuracy is *formed* when the seed's OOD exact match is at least
+# `grokking_criterion`, and the circuit when the probe reads at least 0.5. A seed **shows** the
+# decoupling when one formed and the other did not; it **contradicts** it when both or neither
+# formed, except that a seed where neither formed while a curve was still rising, or after fewer
+# epochs than the paper's 1100, is open (either may still come). The decoupling **holds** when
+# some regime's share of decoupled seeds lies above the threshold below, and **does not hold**
+# when every regime's lies below it; otherwise it is **not shown**. The rule is
+# `grokcircuits.verdicts.accuracy_vs_circuit`.
+
+# %% tags=["hide-input"]
+book.share_rule()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-decoupling = verdicts.accuracy_vs_circuit(final, controls, ch.grokking_criterion)
+decoupling = verdicts.accuracy_vs_circuit(per_seed, controls, ch.grokking_criterion)
 book.verdict(ch, "High OOD accuracy and the bridge-entity circuit can form independently, depending on the data regime.",
              decoupling, runs)
 
@@ -143,18 +159,17 @@ book.verdict_numbers(decoupling)
 #
 # The paper's figure (one seed per regime) reports, after long training: the second-hop-only run
 # reaches high OOD accuracy while the bridge is rarely found; the first-hop-only run finds the
-# bridge but stays low on OOD accuracy; natural and both-hops runs do both.
+# bridge but stays low on OOD accuracy; natural and both-hops runs do both. Ours, seed by seed.
 
 # %% tags=["hide-input"]
 paper_says = {"natural": "accuracy and bridge both rise", "both_full": "accuracy and bridge both rise",
               "both_half": "(the paper's panel plotted the first-hop-only run)",
               "hop1_only": "bridge found, OOD accuracy low", "hop2_only": "OOD accuracy high, bridge rarely found"}
 book.paper_table([(REGIMES[r].label, paper_says[r],
-                   {"OOD exact match": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "exact_match"),
-                    "bridge at answer/END": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_found_tail_slots"),
-                    "bridge decoded (linear probe)": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_decoded"),
-                    "bridge anywhere": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "bridge_found"),
-                    "target anywhere": analysis.lookup(final, REGIMES[r].label, "test_inferred_ood", "target_found")})
+                   {what: analysis.seed_listing(per_seed, REGIMES[r].label, "test_inferred_ood", m)
+                    for what, m in (("OOD exact match", "exact_match"), ("bridge at answer/END", "bridge_found_tail_slots"),
+                                    ("bridge decoded (linear probe)", "bridge_decoded"), ("bridge anywhere", "bridge_found"),
+                                    ("target anywhere", "target_found"))})
                   for r in ch.regimes], index="regime")
 
 # %% tags=["hide-input"]

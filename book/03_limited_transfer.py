@@ -15,7 +15,7 @@
 # hop* with an old second hop (new+old), but not an old first hop with a *new second hop*
 # (old+new), nor two new facts (new+new).
 #
-# **The experiment** (PROTOCOL section 6). Keep a few thousand old training examples (whole atomic
+# **The experiment** ({ref}`the protocol, section 6 <protocol-6>`). Keep a few thousand old training examples (whole atomic
 # facts with every training query they close), add new atomic facts between existing entities
 # (chained pairs first), and fine-tune the pretrained EMA weights. No new two-hop query is ever
 # trained. A model trained from scratch on the same data is the control.
@@ -39,7 +39,8 @@ ensure_environment()
 
 # %% tags=["parameters"]
 profile = "tiny"                              # tiny | cpu | gpu | paper
-seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2])
+seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2]) and every other seed
+                  # whose runs at this configuration are complete (in the profile's store or the sweep's)
 workers = 16                                  # most runs trained together as one ensemble (one batched step)
 pretrain_regimes = ["natural", "both_full"]   # the pretrained models that are fine-tuned
 grokking_criterion = 0.5   # OOD exact match at which a pretraining run counts as grokked (a mature circuit)
@@ -56,16 +57,17 @@ import pandas as pd
 from grokcircuits import analysis, charts, experiments, verdicts
 from grokcircuits.runs import transfer_dataset
 
-pre_cfgs, fine_cfgs = experiments.transfer_runs(ch.profile_obj, ch.seeds, ch.pretrain_regimes)
-pre = list(experiments.train_many(pre_cfgs, ch.store, ch.workers).values())
-fine = list(experiments.train_many(fine_cfgs, ch.store, ch.workers).values())
+plans = [lambda seeds, i=i: experiments.transfer_runs(ch.profile_obj, seeds, ch.pretrain_regimes)[i] for i in (0, 1)]
+runs = book.chapter_runs(ch, *plans, whole_seeds=True)   # pretraining, then fine-tuning and controls
+pre, fine = [r for r in runs if r.config.transfer is None], [r for r in runs if r.config.transfer is not None]
+book.seeds_note(ch)
 sets = ["new_atomic", "old_atomic", "old_inferred", "new_old", "old_new", "new_new"]
 
 # %% [markdown]
 # ## The fine-tuning data and the query sets
 
 # %% tags=["hide-input"]
-controls = [c for c in fine_cfgs if c.init_from is None]   # one per seed; every condition of a seed shares its data
+controls = [r.config for r in fine if r.config.init_from is None]   # one per seed; every condition of a seed shares its data
 pd.DataFrame([{"seed": c.train.seed, **transfer_dataset(c.data, c.transfer).sizes()} for c in controls]).set_index("seed")
 
 # %% [markdown]
@@ -95,13 +97,13 @@ transfer_sets = ["new_atomic", "new_old", "old_new", "new_new"]
 curves = analysis.named(analysis.mean_curves(analysis.curves_frame(fine, transfer_sets)))
 charts.curves(curves, "Exact match during fine-tuning", "share of queries", facet="set",
               facet_order=[analysis.SET_NAMES[s] for s in transfer_sets],
-              subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds}")
+              subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds_used}")
 
 # %% tags=["hide-input"]
 final = analysis.final_values(fine, sets, ["exact_match", "bridge_found"])
 bars = analysis.named(final[final["set"].isin(transfer_sets) & (final["metric"] == "exact_match")])
 charts.bars_with_intervals(bars, "condition", "share of queries", "After fine-tuning: exact match per query set",
-                           column="set", subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds}")
+                           column="set", subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds_used}")
 
 # %% [markdown]
 # Each fine-tuned model, with the OOD exact match its own pretraining ended at:
@@ -117,13 +119,16 @@ analysis.readable(per_run.assign(mature=mature).drop(columns="is_control").set_i
 # ## Verdict
 #
 # Only fine-tuned models whose own pretraining grokked are judged; each seed's mature models are
-# averaged and paired with that seed's from-scratch control, and 95% intervals run over those
-# seeds. The claim **holds** when the new facts are memorised (exact match at least 0.9, a premise),
-# new+old compositions reach at least 0.5 **and** exceed the control's (the paired difference is
-# above zero), and old+new and new+new stay at or below 0.1, each over the whole interval. It
-# **does not hold** when an interval lies wholly on the wrong side, and is **not shown** when no
-# pretraining run grokked, the new facts were not memorised, or an interval straddles its
-# threshold. The rule is `grokcircuits.verdicts.limited_transfer`.
+# averaged and paired with that seed's from-scratch control. A seed **shows** the claim when its
+# new facts are memorised (exact match at least 0.9, a premise: else the seed is open), new+old
+# compositions reach at least 0.5 **and** exceed the control's of the same seed (the paired
+# difference is above zero), and old+new and new+new stay at or below 0.1; a seed whose only
+# shortfall is a new+old still rising at the end of fine-tuning is open; any other seed
+# **contradicts** it. With no pretraining run grokked the claim is **not shown**; otherwise the share
+# of mature seeds showing it decides, as below. The rule is `grokcircuits.verdicts.limited_transfer`.
+
+# %% tags=["hide-input"]
+book.share_rule()
 
 # %%
 # NBVAL_CHECK_OUTPUT

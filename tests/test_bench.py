@@ -98,7 +98,9 @@ def test_cpu_benchmark_smoke_writes_every_figure_against_its_gemm_peak(tmp_path)
         for m in ("1", "2"):
             fig = d["steps"][arch]["eager"][m]["threads"]["1"]
             assert fig["model_steps_per_s"] > 0 and fig["gemm_peak_gflops"] > 0
-            assert abs(fig["share_of_peak"] - fig["gflops"] / fig["gemm_peak_gflops"]) < 2e-3   # of rounded figures
+            g, peak = fig["gflops"], fig["gemm_peak_gflops"]
+            rounding = 5e-4 + 0.05 / peak + 0.05 * g / peak ** 2 + 1e-9   # share to 3 places, GFLOP/s to 1
+            assert abs(fig["share_of_peak"] - g / peak) <= rounding
     assert d["gate_met"] == (d["trm_best_share_of_peak"] >= 0.4)
     assert d["fastest"]["trm"]["model_steps_per_s"] == max(
         e["threads"]["1"]["model_steps_per_s"] for e in d["steps"]["trm"]["eager"].values())

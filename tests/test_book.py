@@ -148,6 +148,14 @@ def test_the_verdict_prints_only_what_every_machine_agrees_on(tmp_path, monkeypa
     assert printed[0] == printed[1]
     assert printed[0].splitlines() == ["Claim: A claim.", "Verdict at profile 'tiny' with seeds [0, 1]: NOT SHOWN AT THIS SCALE",
                                        "Rule branch: not_shown:no_grokked_seed", "Why: no seed grokked"]
+    counted = verdicts.Verdict(None, "not_shown:too_few_seeds", {}, "too few", tally="the contrast: 2 of 2 seeds show it",
+                               per_seed="seed 0: shows it: 0.123456")
+    book.verdict(ch, "A claim.", counted)
+    out = capsys.readouterr().out
+    assert "Seeds: the contrast: 2 of 2 seeds show it\n" in out and "0.123456" not in out   # k of n, never the values
+    record = json.loads((tmp_path / "results" / "tiny" / "verdicts" / "03_limited_transfer.json").read_text())
+    assert record["tally"] == counted.tally and record["per_seed"] == counted.per_seed
+    book.verdict(ch, "A claim.", v)
     record = json.loads((tmp_path / "results" / "tiny" / "verdicts" / "03_limited_transfer.json").read_text())
     assert {"claim", "holds", "branch", "numbers", "seeds", "profile", "device", "wall_seconds"} <= set(record)
     assert record["numbers"]["new+old"] == [0.123999, 0.0, 0.7] and record["holds"] is None
@@ -177,7 +185,9 @@ def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path
     ch = _chapter(tmp_path, monkeypatch)
     v = verdicts.Verdict(False, "does_not_hold:old_new_composed", {"mature models: new+old exact match": (0.8, 0.7, 0.9),
                                                                     "other": 3, "hidden": "x"},
-                         key_numbers=("mature models: new+old exact match", "other"))
+                         key_numbers=("mature models: new+old exact match", "other"),
+                         tally="limited transfer: 0 of 2 seeds show it (2 contradict it)",
+                         per_seed="seed 0: contradicts it (old_new_composed): old+new 0.61; seed 1: contradicts it")
     book.verdict(ch, "Limited transfer.", v)
     executed = tmp_path / "chapters"
     executed.mkdir()
@@ -190,7 +200,9 @@ def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path
     row = rows["| {doc}`/chapters/03_limited_transfer`"]
     assert "**DOES NOT HOLD** (`does_not_hold:old_new_composed`)" in row
     assert "mature models: new+old exact match: 0.80 [0.70, 0.90]; other: 3" in row and "hidden" not in row
-    assert "| profile `tiny`, seeds 0, 1; " in row and row.count(" | ") == 3   # four columns: provenance in one
+    assert "_limited transfer: 0 of 2 seeds show it (2 contradict it)_<br>_seed 0: contradicts it (old_new_composed): " \
+        "old+new 0.61; seed 1: contradicts it_<br>mature models" in row                # k of n, then each seed
+    assert "| profile `tiny`, 2 seeds: 0, 1; " in row and row.count(" | ") == 3   # four columns: provenance in one
     assert "not executed yet" in rows["| {doc}`/chapters/00_task`"]
     out = tmp_path / "_summary.md"
     book.write_summary(executed, out)
@@ -239,3 +251,117 @@ def test_the_variant_page_is_built_with_the_parameters_the_summary_reads():
     assert f"VARIANT_PARAMS := {params}" in makefile and f"VARIANT_PAGE   := {book.VARIANT_PAGE}" in makefile
     assert f"chapters/{book.VARIANT_PAGE}\n    title: \"{book.VARIANT_TITLE}\"" in (ROOT / "_toc.yml").read_text()
     assert f"chapters/{book.VARIANT_PAGE}" in book.summary_markdown(ROOT / "no-such-folder")
+
+
+# --- every complete run at a chapter's point: the profile's store and the sweep's -------------------
+from grokcircuits import experiments, no_train   # noqa: E402
+from grokcircuits.config import TINY   # noqa: E402
+from grokcircuits.store import Store   # noqa: E402
+
+
+def _stored(store, config, complete=True, steps=None):
+    """A run of `config` in `store` (record and curves; a final weights file), as training leaves it."""
+    steps = config.train.steps if steps is None else steps
+    record = {"key": config.key(), "status": "complete" if complete else "incomplete", "config": config.to_dict(),
+              "steps": steps, "epochs": 1.0, "device": "CPU"}
+    (store.checkpoint_dir(config.key())).mkdir(parents=True, exist_ok=True)
+    (store.checkpoint_dir(config.key()) / "final.pt").write_bytes(b"weights")
+    store.save_run(config.key(), record, [{"step": steps}])
+
+
+def _plan(seeds):
+    return experiments.regime_runs(TINY, seeds, ["natural", "hop1_only"])
+
+
+def _chapter02(tmp_path, monkeypatch, seeds=None):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    return book.parameters("02_accuracy_vs_circuit", {"profile": "tiny", "seeds": seeds, "workers": 1,
+                                                      "regimes": ["natural", "hop1_only"], "grokking_criterion": 0.5})
+
+
+@pytest.fixture
+def point(tmp_path, monkeypatch):
+    """The tiny profile's seeds 0 and 1 in its store; in the sweep's store, seed 2 of the first hop
+    only (complete) and of the natural data (incomplete), and seed 3 of both (complete)."""
+    profile, sweep = Store(tmp_path / "tiny"), Store(tmp_path / "sweep")
+    for c in _plan([0, 1]):
+        _stored(profile, c)
+    natural2, hop1_2 = _plan([2])
+    _stored(sweep, hop1_2)
+    _stored(sweep, natural2, complete=False, steps=100)
+    for c in _plan([3]):
+        _stored(sweep, c)
+    monkeypatch.setenv(no_train.NO_TRAIN_ENV, "1")
+    return profile, sweep
+
+
+def test_a_chapter_reads_every_complete_run_of_its_point_from_either_store(point, tmp_path, monkeypatch):
+    profile, sweep = point
+    ch = _chapter02(tmp_path, monkeypatch)
+    runs = book.chapter_runs(ch, _plan)
+    seeds = {(r.config.data.regime, r.config.train.seed) for r in runs}
+    assert seeds == {("natural", 0), ("natural", 1), ("hop1_only", 0), ("hop1_only", 1), ("hop1_only", 2),
+                     ("natural", 3), ("hop1_only", 3)}
+    assert ch.seeds_used == [0, 1, 2, 3] and all(r.store.root == profile.root for r in runs)
+    for c in _plan([3]):                                   # adopted: the same key, weights and all
+        assert profile.has_run(c.key()) and (profile.checkpoint_dir(c.key()) / "final.pt").exists()
+    assert not profile.has_run(_plan([2])[0].key())       # an incomplete run is never adopted
+    text = book.seeds_text(ch)
+    assert "0, 1, 2, 3 (4 seeds)" in text and "seed(s) 2, 3 were found" in text
+    assert "natural (no augmentation): 0, 1, 3 (3 seeds)" in text
+    assert "Left out, not complete: natural (no augmentation), seed 2 (incomplete: 100 of 600 steps)" in text
+    assert ch.seed_report["missing"] == ["natural (no augmentation), seed 2 (incomplete: 100 of 600 steps)"]
+
+
+def test_seeds_asked_for_are_read_where_complete_and_named_where_not(point, tmp_path, monkeypatch):
+    ch = _chapter02(tmp_path, monkeypatch, seeds=[0, 1, 2, 4])
+    runs = book.chapter_runs(ch, _plan)
+    assert ch.seeds_used == [0, 1, 2] and len(runs) == 5                     # seed 3 was not asked for
+    assert ch.seed_report["missing"] == ["natural (no augmentation), seed 2 (incomplete: 100 of 600 steps)",
+                                         "natural (no augmentation), seed 4 (not started)",
+                                         "first hop only, full, seed 4 (not started)"]
+    assert "seed(s) 2 were asked for" in book.seeds_text(ch)
+
+
+def test_a_chapter_that_pairs_runs_of_a_seed_leaves_out_a_seed_with_one_missing(point, tmp_path, monkeypatch):
+    ch = _chapter02(tmp_path, monkeypatch)
+    runs = book.chapter_runs(ch, _plan, whole_seeds=True)
+    assert ch.seeds_used == [0, 1, 3] and {r.config.train.seed for r in runs} == {0, 1, 3}
+    assert "(and with them every run of seed(s) 2, which this page pairs)" in book.seeds_text(ch)
+
+
+def test_the_profiles_own_seeds_must_be_complete_without_training(point, tmp_path, monkeypatch):
+    profile, _ = point
+    import shutil
+    shutil.rmtree(profile.run_dir(_plan([1])[0].key()))
+    with pytest.raises(no_train.MissingRunsError, match="1 run"):
+        book.chapter_runs(_chapter02(tmp_path, monkeypatch), _plan)
+
+
+def test_training_trains_the_seeds_asked_for_and_only_reads_the_others(point, tmp_path, monkeypatch):
+    """With training on, a missing run of an asked seed is trained; a found seed is never trained."""
+    monkeypatch.delenv(no_train.NO_TRAIN_ENV)
+    trained = []
+    monkeypatch.setattr(experiments, "train_group", lambda group, store, **kw: trained.extend(c.key() for c in group))
+    ch = _chapter02(tmp_path, monkeypatch)
+    book.chapter_runs(ch, _plan)
+    assert trained == [] and ch.seeds_used == [0, 1, 2, 3]
+    ch = _chapter02(tmp_path, monkeypatch, seeds=[5])
+    assert book.chapter_runs(ch, _plan) == []        # the stub trained nothing: left out, and named
+    assert trained == [c.key() for c in _plan([5])] and len(ch.seed_report["missing"]) == 2
+
+
+def test_point_seeds_and_adoption_without_a_sweep_store(tmp_path):
+    store = Store(tmp_path / "tiny")
+    for c in _plan([0]):
+        _stored(store, c)
+    assert no_train.point_seeds(_plan, [store, Store(tmp_path / "sweep")]) == [0]
+    assert no_train.adopt_complete(_plan([0]), store, Store(tmp_path / "sweep")) == []
+    assert no_train.adopt_complete(_plan([0]), store, store) == []
+    assert no_train.run_status(_plan([7])[0], [store]) == "not started"
+
+
+def test_the_share_rule_on_the_page_states_its_threshold_and_what_3_seeds_can_show():
+    text = book.share_rule_text()
+    assert "wholly above 0.5" in text and "With 3 seeds no share's interval clears 0.5 (3 of 3: lower end 0.44)" in text
+    assert "it takes 4 seeds all agreeing (4 of 4: 0.51; 5 of 5: 0.57)" in text

@@ -1,4 +1,4 @@
-"""Tests of the two-hop data (PROTOCOL section 2): graph, splits, regimes, encoding, probes."""
+"""Tests of the two-hop data (book/appendix/protocol.md, section 2): graph, splits, regimes, encoding, probes."""
 from dataclasses import replace
 import time
 

@@ -110,3 +110,40 @@ def test_stablemax_loss_is_taken_in_float64_from_bf16_logits():
     labels = torch.randint(0, 11, (2, 5))
     nll = per_slot_nll(logits, labels, torch.ones(2, 5, dtype=torch.bool), "stablemax")
     assert nll.dtype == torch.float64
+
+
+def test_the_named_variants_change_the_model_and_only_when_set():
+    """Tied embeddings drop the head's own matrix; re-embedding changes the output of the same weights;
+    neither is on in the paper's model, and neither changes the key of a run that leaves it off."""
+    from dataclasses import replace as _replace
+    from grokcircuits.config import get_profile as _profile
+    tiny = _profile("tiny")
+    base, tied = tiny.trm, _replace(tiny.trm, tied_embeddings=True)
+    torch.manual_seed(0)
+    plain = build_model(base, 50)
+    torch.manual_seed(0)
+    shared = build_model(tied, 50)
+    assert shared.head.weight is shared.embed_tokens.weight
+    assert sum(p.numel() for p in plain.parameters()) - sum(p.numel() for p in shared.parameters()) == 50 * base.width
+    torch.manual_seed(0)
+    reembedding = build_model(_replace(base, reembed=True), 50)
+    reembedding.load_state_dict(plain.state_dict())
+    x = torch.randint(0, 44, (4, 5))
+    assert not torch.allclose(plain(x)[0], reembedding(x)[0])
+    run = tiny.run("trm", "natural", 0)
+    assert _replace(run, model=_replace(run.model, reembed=False)).key() == run.key()
+    assert _replace(run, model=_replace(run.model, reembed=True)).key() != run.key()
+
+
+def test_the_attention_variant_mixes_positions_with_attention_and_checks_its_name():
+    from dataclasses import replace as _replace
+    tiny = get_profile("tiny").trm
+    model = build_model(_replace(tiny, token_mixer="attention"), 50)
+    names = {n for n, _ in model.named_parameters()}
+    assert "position_embedding" in names and "f.blocks.0.attention.qkv.weight" in names
+    assert not any("token_mlp" in n for n in names)
+    x = torch.randint(0, 44, (3, 5))
+    swapped = x[:, [0, 2, 1, 3, 4]]                         # r1 and r2 exchanged: positions must tell them apart
+    assert not torch.allclose(model(x)[0][:, :3], model(swapped)[0][:, [0, 2, 1]])
+    with pytest.raises(ConfigError, match="token_mixer='conv'"):
+        _replace(tiny, token_mixer="conv").validate()

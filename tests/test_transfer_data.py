@@ -1,4 +1,4 @@
-"""Tests of the transfer data (PROTOCOL section 6): retained old examples, new facts, mixed sets."""
+"""Tests of the transfer data (book/appendix/protocol.md, section 6): retained old examples, new facts, mixed sets."""
 from dataclasses import replace
 
 import numpy as np

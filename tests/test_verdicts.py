@@ -1,5 +1,6 @@
-"""Every branch of every chapter's verdict, driven by synthetic tables; the tables the chapters
-build from runs; and exact match at the answer slot, one definition for both models."""
+"""Every branch of every chapter's verdict, driven by synthetic per-seed tables; the share of seeds
+and its Wilson interval that every rule decides by; the tables the chapters build from runs; and
+exact match at the answer slot, one definition for both models."""
 import math
 
 import numpy as np
@@ -12,20 +13,33 @@ from grokcircuits.config import REGIMES, TINY
 from grokcircuits.data import Vocab
 from grokcircuits.probes import EncodedSet, path_summary
 from grokcircuits.runs import Run
-from grokcircuits.stats import mean_interval
 
-NAT, H1, H2 = REGIMES["natural"].label, REGIMES["hop1_only"].label, REGIMES["hop2_only"].label
+NAT = REGIMES["natural"].label
+FIVE = (0, 1, 2, 3, 4)
 
 
-def final(rows, epochs=v.PAPER_EPOCHS) -> pd.DataFrame:
-    """A final_values-shaped table from (condition, set, metric, seeds' values), every condition
-    trained `epochs` epochs (the paper's length unless a test says otherwise)."""
-    out = []
-    for cond, set_, metric, values in rows:
-        m, lo, hi = mean_interval(values)
-        out.append({"condition": cond, "set": set_, "metric": metric, "mean": m, "low": lo, "high": hi,
-                     "seeds": len(values), "epochs": epochs})
-    return pd.DataFrame(out)
+def seeds_table(rows, epochs=v.PAPER_EPOCHS, seeds=FIVE) -> pd.DataFrame:
+    """An analysis.seed_values-shaped table from (condition, set, metric, values), one value per
+    seed of `seeds`, every run trained `epochs` epochs (the paper's length unless a test says
+    otherwise) and no curve still rising."""
+    out = [{"condition": cond, "seed": s, "set": set_, "metric": metric, "value": x, "rising": False,
+            "steps": 40_000, "epochs": epochs}
+           for cond, set_, metric, values in rows for s, x in zip(seeds, values)]
+    return pd.DataFrame(out, columns=analysis.SEED_COLUMNS)
+
+
+def rising(table, condition, metric, seeds=None, set_=v.OOD):
+    """The same table with `condition`'s curve of `metric` still rising at `seeds` (default: all)."""
+    table = table.copy()
+    row = (table["condition"] == condition) & (table["set"] == set_) & (table["metric"] == metric)
+    if seeds is not None:
+        row &= table["seed"].isin(seeds)
+    table.loc[row, "rising"] = True
+    return table
+
+
+def outcomes(*shown, why="x"):
+    return [v.Outcome(i, s, "values", "" if s else why) for i, s in enumerate(shown)]
 
 
 # --- the interval tests -------------------------------------------------------------------------
@@ -40,11 +54,6 @@ def test_a_threshold_is_cleared_only_by_the_whole_interval():
     assert v.above((0.1, -0.1, 0.3), 0.0) is None
 
 
-def test_a_single_seed_clears_no_threshold():
-    assert v.at_least(mean_interval([0.99]), 0.5) is None
-    assert v.at_most(mean_interval([0.0]), 0.1) is None
-
-
 def test_a_verdict_branch_must_match_its_holds():
     assert v.Verdict(None, "not_shown:x").word == "NOT SHOWN AT THIS SCALE"
     assert v.Verdict(True, "holds").word == "HOLDS" and v.Verdict(False, "does_not_hold:x").word == "DOES NOT HOLD"
@@ -52,17 +61,56 @@ def test_a_verdict_branch_must_match_its_holds():
         v.Verdict(True, "not_shown:x")
 
 
+# --- a share of seeds: every branch of `judge` --------------------------------------------------------
+@pytest.mark.parametrize("shown, holds, branch", [
+    ((True,) * 5, True, "holds"),                                   # 5 of 5: [0.57, 1] above 0.5
+    ((True,) * 4, True, "holds"),                                   # 4 of 4: [0.51, 1]
+    ((True,) * 3, None, "not_shown:too_few_seeds"),                 # 3 of 3: [0.44, 1], no 3 seeds can clear 0.5
+    ((False,) * 3, None, "not_shown:too_few_seeds"),                # 0 of 3: [0, 0.56]
+    ((False,) * 5, False, "does_not_hold:x"),                       # 0 of 5: [0, 0.43] below 0.5
+    ((True, True, True, False, False), None, "not_shown:share_straddles"),
+    ((True, True, True, True, None), None, "not_shown:y"),          # the open seed could tip it: 5 of 5 would hold
+    ((None, None, None), None, "not_shown:y"),                      # open seeds outnumber the others
+    ((True, True, False, False, None), None, "not_shown:share_straddles"),   # one open seed decides nothing
+    ((False, False, False, False, None), None, "not_shown:y"),      # the open seed could still make it 1 of 5
+    ((), None, "not_shown:too_few_seeds"),
+])
+def test_judge_reads_the_share_of_seeds_by_its_wilson_interval(shown, holds, branch):
+    seeds = [v.Outcome(i, s, "values", {True: "", False: "x", None: "y"}[s]) for i, s in enumerate(shown)]
+    assert v.judge(seeds) == (holds, branch)
+
+
+def test_a_contradiction_names_each_failed_part_once_in_order():
+    seeds = [v.Outcome(0, False, "", "b"), v.Outcome(1, False, "", "a+b"), v.Outcome(2, False, "", "c")]
+    assert v.failures(seeds) == ["b", "a", "c"]
+
+
+def test_the_tally_counts_seeds_the_same_on_every_machine():
+    seeds = [v.Outcome(0, True, "0.91"), v.Outcome(1, False, "0.12", "x"), v.Outcome(2, None, "0.3", "y")]
+    assert v.tally(seeds, "it") == "it: 1 of 3 seeds show it (1 contradict it, 1 open)"
+    assert v.tally(seeds[:1]) == "1 of 1 seeds show it"
+    assert v.per_seed(seeds) == "seed 0: shows it: 0.91; seed 1: contradicts it (x): 0.12; seed 2: open (y): 0.3"
+    numbers = v.share_numbers(seeds)
+    assert numbers["seeds showing it"] == "1/3" and numbers["seed 1"] == "contradicts it (x): 0.12"
+
+
+def test_a_share_threshold_is_a_parameter():
+    assert v.judge(outcomes(True, True, True), share_at=0.4) == (True, "holds")      # 3 of 3: 0.44 > 0.4
+    assert v.judge(outcomes(True, True, True, True), share_at=0.6)[1] == "not_shown:too_few_seeds"
+
+
 # --- chapter 00 -----------------------------------------------------------------------------------
-def contrast(gpt_id, gpt_ood, trm_id, trm_ood):
+def contrast(gpt_id, gpt_ood, trm_id, trm_ood, seeds=FIVE, **kw):
     rows = []
     for cond, iid, ood in ((v.STANDARD, gpt_id, gpt_ood), (v.RECURSIVE, trm_id, trm_ood)):
         for set_, vals in ((v.IID, iid), (v.OOD, ood)):
             rows += [(cond, set_, "answer_exact_match", vals),
                      (cond, set_, "exact_match", [x * 0.9 for x in vals])]   # full-sequence EM is lower
-    return final(rows)
+    return seeds_table(rows, seeds=seeds, **kw)
 
 
-HIGH, ZERO, MID = [0.95, 0.97, 0.96], [0.0, 0.01, 0.02], [0.1, 0.5, 0.9]
+HIGH, ZERO = [0.95, 0.97, 0.96, 0.98, 0.99], [0.0, 0.01, 0.02, 0.0, 0.01]
+MIXED = [0.95, 0.97, 0.96, 0.0, 0.01]          # three seeds high, two low
 
 
 @pytest.mark.parametrize("tables, holds, branch", [
@@ -72,23 +120,35 @@ HIGH, ZERO, MID = [0.95, 0.97, 0.96], [0.0, 0.01, 0.02], [0.1, 0.5, 0.9]
     ((HIGH, HIGH, HIGH, ZERO), False,
      "does_not_hold:standard_transformer_composes_ood+recursive_model_does_not_compose_ood"),
     ((ZERO, ZERO, HIGH, HIGH), None, "not_shown:in_distribution_not_established"),   # standard fails ID
-    ((MID, ZERO, HIGH, HIGH), None, "not_shown:in_distribution_not_established"),    # its interval straddles
     ((HIGH, ZERO, ZERO, ZERO), None, "not_shown:in_distribution_not_established"),   # recursive fails ID
-    ((HIGH, ZERO, HIGH, MID), None, "not_shown:ood_intervals_straddle"),
+    ((HIGH, ZERO, HIGH, MIXED), None, "not_shown:share_straddles"),                   # 3 of 5 compose
 ])
 def test_task_contrast_branches(tables, holds, branch):
     out = v.task_contrast(contrast(*tables))
     assert (out.holds, out.branch) == (holds, branch)
-    assert out.numbers["recursive model, OOD: answer-slot exact match"][0] == pytest.approx(np.mean(tables[3]))
+    assert out.numbers["recursive model, OOD: answer-slot exact match"].startswith(f"seed 0: {tables[3][0]:.2f}")
     assert "recursive model, OOD: exact match over its supervised slots" in out.numbers
+    assert out.tally.startswith("the contrast: ") and out.per_seed.startswith("seed 0: ")
     assert set(out.summary_numbers()) == set(out.key_numbers)
+
+
+def test_task_contrast_is_not_shown_at_three_seeds_however_they_agree():
+    out = v.task_contrast(contrast(HIGH[:3], ZERO[:3], HIGH[:3], HIGH[:3], seeds=(0, 1, 2)))
+    assert (out.holds, out.branch) == (None, "not_shown:too_few_seeds")
+    assert out.tally == "the contrast: 3 of 3 seeds show it" and "it takes 4 seeds" in out.note
+
+
+def test_task_contrast_needs_a_seed_with_both_models():
+    table = contrast(HIGH, ZERO, HIGH, HIGH)
+    table.loc[table["condition"] == v.STANDARD, "seed"] += 10
+    assert v.task_contrast(table).branch == "not_shown:no_paired_seeds"
 
 
 def test_task_contrast_judges_both_models_at_the_answer_slot():
     """A recursive model that answers right but miscopies the prefix composes: full-sequence EM
     alone would have called it a failure."""
     t = contrast(HIGH, ZERO, HIGH, HIGH)
-    t.loc[(t["condition"] == v.RECURSIVE) & (t["metric"] == "exact_match"), ["mean", "low", "high"]] = 0.0
+    t.loc[(t["condition"] == v.RECURSIVE) & (t["metric"] == "exact_match"), "value"] = 0.0
     assert v.task_contrast(t).holds is True
 
 
@@ -98,19 +158,44 @@ def test_task_contrast_needs_the_answer_slot_metric():
         v.task_contrast(t[t["metric"] != "answer_exact_match"])
 
 
+def test_task_contrast_is_open_while_the_recursive_model_still_rises_or_trained_less_than_the_paper():
+    table = contrast(HIGH, ZERO, HIGH, ZERO)
+    out = v.task_contrast(rising(table, v.RECURSIVE, "answer_exact_match"))
+    assert (out.holds, out.branch) == (None, "not_shown:recursive_model_still_rising")
+    short = contrast(HIGH, ZERO, HIGH, ZERO, epochs=312.0)
+    out = v.task_contrast(short)
+    assert (out.holds, out.branch) == (None, "not_shown:recursive_model_trained_less_than_the_paper")
+    assert out.numbers["recursive model: trained"] == "40000 steps (312 epochs)"
+    assert v.task_contrast(short, paper_epochs=300).branch == "does_not_hold:recursive_model_does_not_compose_ood"
+    assert v.task_contrast(short.assign(epochs=None)).holds is None        # epochs unknown: never DOES NOT HOLD
+    # a standard transformer that composes OOD is a failure more steps cannot mend
+    assert v.task_contrast(rising(contrast(HIGH, HIGH, HIGH, ZERO), v.RECURSIVE, "answer_exact_match")).holds is False
+
+
 # --- chapter 01 -----------------------------------------------------------------------------------
 def paths(*rows):
     return pd.DataFrame(rows, columns=list(v.PATH_COLUMNS))
 
 
+SAME = (True, 100, 0.95, 0.9, 0.99, 0.4)       # grokked, pre step, similarity [low, high], chance's upper end
+DIFFER = (True, 100, 0.5, 0.4, 0.6, 0.3)
+
+
+def seeds_of(*rows):
+    return paths(*((i, *r) for i, r in enumerate(rows)))
+
+
 @pytest.mark.parametrize("table, holds, branch", [
-    (paths((0, True, 100, 0.95, 0.9, 0.99, 0.4), (1, True, 200, 0.9, 0.85, 0.95, 0.3),
-           (2, False, 100, 0.1, 0.0, 0.2, 0.3)), True, "holds"),              # a seed that did not grok is not judged
-    (paths((0, True, 100, 0.95, 0.9, 0.99, 0.4), (1, True, 200, 0.5, 0.4, 0.6, 0.3)), False, "does_not_hold:paths_differ"),
-    (paths((0, False, 100, 0.95, 0.9, 0.99, 0.4), (1, False, 200, 0.9, 0.85, 0.95, 0.3)), None, "not_shown:no_grokked_seed"),
-    (paths((0, True, None, 0.95, 0.9, 0.99, 0.4)), None, "not_shown:no_pre_grokking_checkpoint"),
-    (paths((0, True, 100, 0.85, 0.7, 0.95, 0.4)), None, "not_shown:interval_straddles"),
-    (paths((0, True, 100, 0.95, 0.9, 0.99, 0.92)), None, "not_shown:not_above_chance"),
+    (seeds_of(SAME, SAME, SAME, SAME, (False, 100, 0.1, 0.0, 0.2, 0.3)), True, "holds"),   # seed 4 did not grok
+    (seeds_of(DIFFER, DIFFER, DIFFER, DIFFER, DIFFER), False, "does_not_hold:paths_differ"),
+    (seeds_of(SAME, SAME, SAME, DIFFER, DIFFER), None, "not_shown:share_straddles"),
+    (seeds_of(SAME, SAME, SAME), None, "not_shown:too_few_seeds"),
+    (seeds_of(*[(True, 100, 0.85, 0.7, 0.95, 0.4)] * 5), None, "not_shown:interval_straddles"),
+    (seeds_of(*[(True, 100, 0.95, 0.9, 0.99, 0.92)] * 5), None, "not_shown:not_above_chance"),
+    (seeds_of((False, 100, 0.95, 0.9, 0.99, 0.4), (False, 200, 0.9, 0.85, 0.95, 0.3)), None, "not_shown:no_grokked_seed"),
+    (seeds_of((True, None, 0.95, 0.9, 0.99, 0.4)), None, "not_shown:no_pre_grokking_checkpoint"),
+    (seeds_of((True, None, 0, 0, 0, 0), SAME, (True, None, 0, 0, 0, 0)), None, "not_shown:too_few_eligible_seeds"),
+    (seeds_of(SAME, SAME), None, "not_shown:too_few_eligible_seeds"),
 ])
 def test_identical_paths_branches(table, holds, branch):
     out = v.identical_paths(table)
@@ -119,10 +204,23 @@ def test_identical_paths_branches(table, holds, branch):
         assert out.numbers["seed 0: chance level (upper end)"] == table["chance_high"].iloc[0]
     else:
         assert out.numbers["seed 0: path similarity"] == "no pre-grokking checkpoint"
+    eligible = int((table["grokked"] & table["pre_step"].notna()).sum())
+    assert out.tally.startswith(f"{eligible} of {len(table)} seeds eligible")
+
+
+def test_identical_paths_says_how_many_seeds_were_eligible_when_too_few():
+    out = v.identical_paths(seeds_of((True, None, 0, 0, 0, 0), SAME, (True, None, 0, 0, 0, 0)))
+    assert out.note.startswith("1 of 3 seeds grokked with a pre-grokking checkpoint; the rule needs at least 3")
+    assert out.tally == "1 of 3 seeds eligible (grokked, with a pre-grokking checkpoint); 1 of 1 seeds show it"
+    assert "lower end +0.50 against it" in out.per_seed                  # the paired difference with chance
+    assert out.per_seed.startswith("seed 0: not eligible (no pre-grokking checkpoint); seed 1: shows it: ")
+    ungrokked = v.identical_paths(seeds_of((False, 100, 0.97, 0.9, 0.99, 0.4)))
+    assert ungrokked.per_seed == "seed 0: not eligible (did not grok): similarity pre vs end 0.97"
+    assert v.identical_paths(seeds_of(SAME), min_eligible=1).branch == "not_shown:too_few_seeds"
 
 
 def test_identical_paths_threshold_is_a_parameter_and_columns_are_checked():
-    t = paths((0, True, 100, 0.85, 0.75, 0.95, 0.4))
+    t = seeds_of(*[(True, 100, 0.85, 0.75, 0.95, 0.4)] * 5)
     assert v.identical_paths(t, same_path_at=0.7).holds is True
     assert v.identical_paths(t, same_path_at=0.97).branch == "does_not_hold:paths_differ"
     with pytest.raises(ValueError, match="chance_high"):
@@ -136,7 +234,7 @@ GOOD = {"composer": 1.0, "lookup": 0.01, "untrained": 0.0}     # a probe that pa
 CONTROLS = {LENS: GOOD, LINEAR: GOOD}
 
 
-def regimes(full=(HIGH, HIGH), **by_label):
+def regimes(full=(HIGH, HIGH), seeds=FIVE, epochs=v.PAPER_EPOCHS, **by_label):
     """by regime label: (OOD exact match values, the circuit probes' values), both hops full (a
     mature composer by default) first; one circuit value stands for both probes, or a pair
     (logit lens, linear probe)."""
@@ -145,38 +243,48 @@ def regimes(full=(HIGH, HIGH), **by_label):
         lens, linear = circuit if isinstance(circuit, tuple) else (circuit, circuit)
         rows += [(label, v.OOD, "exact_match", em), (label, v.OOD, LENS, lens), (label, v.OOD, LINEAR, linear),
                  (label, v.OOD, "bridge_found", [1.0] * len(em))]
-    return final(rows)
+    return seeds_table(rows, epochs, seeds)
 
 
 @pytest.mark.parametrize("table, holds, branch", [
     (regimes(full=(ZERO, ZERO), a=(HIGH, ZERO)), None, "not_shown:no_mature_composer"),
-    (regimes(full=(MID, HIGH), a=(HIGH, ZERO)), None, "not_shown:no_mature_composer"),   # straddles 0.9
+    (regimes(full=(MIXED, HIGH), a=(HIGH, ZERO)), None, "not_shown:no_mature_composer"),   # not mature at every seed
+    (regimes(full=(HIGH[:1], HIGH[:1]), a=(HIGH[:1], ZERO[:1]), seeds=(0,)), None, "not_shown:no_mature_composer"),
     (regimes(full=(HIGH, ZERO), a=(HIGH, ZERO)), None, "not_shown:probe_blind"),
     (regimes(a=(HIGH, HIGH), b=(HIGH, ZERO)), True, "holds:accuracy_without_circuit"),
     (regimes(a=(ZERO, ZERO), b=(ZERO, HIGH)), True, "holds:circuit_without_accuracy"),
     (regimes(a=(HIGH, ZERO), b=(ZERO, HIGH)), True, "holds:both_directions"),
     (regimes(a=(HIGH, HIGH), b=(ZERO, ZERO)), False, "does_not_hold:coupled_in_every_regime"),
-    (regimes(a=(HIGH, HIGH), b=(HIGH, MID)), None, "not_shown:intervals_straddle"),
-    (regimes(a=(ZERO, ZERO), b=(HIGH, MID)), None, "not_shown:intervals_straddle"),   # accuracy formed, circuit open
+    (regimes(a=(HIGH, HIGH), b=(ZERO, MIXED)), None, "not_shown:share_straddles"),     # 3 of 5 decoupled
+    (regimes(full=(HIGH[:3], HIGH[:3]), a=(ZERO[:3], HIGH[:3]), seeds=(0, 1, 2)), None, "not_shown:too_few_seeds"),
+    (regimes(a=(HIGH, HIGH), b=(ZERO, ZERO), epochs=312.0), None, "not_shown:trained_less_than_the_paper"),
 ])
 def test_accuracy_vs_circuit_branches(table, holds, branch):
     out = v.accuracy_vs_circuit(table, CONTROLS)
     assert (out.holds, out.branch) == (holds, branch)
     if holds is not None:
         assert "a: bridge found anywhere (the authors' measure)" in out.numbers
+        assert set(out.summary_numbers()) == set(out.key_numbers) and out.tally.startswith("decoupled, per regime: ")
+
+
+def test_accuracy_vs_circuit_reads_each_regime_seed_by_seed():
+    out = v.accuracy_vs_circuit(regimes(a=(HIGH, HIGH), b=(ZERO, MIXED)), CONTROLS)
+    assert out.tally == ("decoupled, per regime: both hops, full: 0 of 5 seeds show it (5 contradict it); "
+                         "a: 0 of 5 seeds show it (5 contradict it); b: 3 of 5 seeds show it (2 contradict it)")
+    assert out.numbers["b: decoupled seeds"] == "3/5" and out.numbers["a: decoupled seeds"] == "0/5"
+    assert out.numbers["b: seed 3"] == "contradicts it (neither_formed): OOD exact match 0.00, circuit 0.00: neither formed"
+    assert out.per_seed.startswith("b: seed 0: shows it: OOD exact match 0.00, circuit 0.95: circuit without accuracy")
 
 
 def test_accuracy_vs_circuit_needs_the_both_hops_full_regime():
-    table = final([("a", v.OOD, m, HIGH) for m in ("exact_match", LENS, LINEAR, "bridge_found")])
+    table = seeds_table([("a", v.OOD, m, HIGH) for m in ("exact_match", LENS, LINEAR, "bridge_found")])
     assert v.accuracy_vs_circuit(table, CONTROLS).branch == "not_shown:no_mature_composer"
 
 
 def test_accuracy_vs_circuit_uses_the_grokking_criterion():
-    table = regimes(a=([0.3, 0.32, 0.31], ZERO))
+    table = regimes(a=([0.3, 0.32, 0.31, 0.3, 0.33], ZERO))
     assert v.accuracy_vs_circuit(table, CONTROLS).branch == "does_not_hold:coupled_in_every_regime"
     assert v.accuracy_vs_circuit(table, CONTROLS, grokking_criterion=0.25).branch == "holds:accuracy_without_circuit"
-    # the authors' bridge found (1.0 in every regime here) is reported, never judged
-    assert v.accuracy_vs_circuit(regimes(a=(HIGH, HIGH), b=(HIGH, ZERO)), CONTROLS).numbers["b: reading"] == "accuracy without circuit"
 
 
 def test_a_probe_blind_to_the_mature_composer_gives_way_to_one_that_sees_it():
@@ -186,7 +294,9 @@ def test_a_probe_blind_to_the_mature_composer_gives_way_to_one_that_sees_it():
     assert out.branch == "holds:accuracy_without_circuit"
     assert out.numbers["circuit read by"].startswith(v.CIRCUIT_PROBES[LINEAR])
     assert "misses the bridge in the mature" in out.numbers["circuit read by"]
-    # the same table read by the lens alone would have called every regime circuit-free
+    # the lens must find the bridge in the mature composer at every seed
+    assert v.accuracy_vs_circuit(regimes(full=(HIGH, (MIXED, HIGH)), b=(HIGH, ZERO)), CONTROLS).numbers[
+        "circuit read by"].startswith(v.CIRCUIT_PROBES[LINEAR])
     assert v.accuracy_vs_circuit(regimes(full=(HIGH, HIGH), b=(HIGH, (ZERO, ZERO))), CONTROLS).numbers["circuit read by"] \
         == v.CIRCUIT_PROBES[LENS]
 
@@ -202,91 +312,152 @@ def test_a_probe_failing_a_hand_built_control_is_not_used(control, value):
     assert both_failed.branch == "not_shown:probe_blind" and "misses" in both_failed.numbers["why the probes fail"]
 
 
+def test_accuracy_vs_circuit_is_open_while_an_unformed_regime_still_rises():
+    table = regimes(a=(HIGH, HIGH), b=(ZERO, ZERO))
+    out = v.accuracy_vs_circuit(rising(table, "b", LENS), CONTROLS)
+    assert (out.holds, out.branch) == (None, "not_shown:still_rising")
+    # a formed regime still rising changes nothing
+    assert v.accuracy_vs_circuit(rising(table, "a", "exact_match"), CONTROLS).holds is False
+    # a decoupled regime holds however long the others trained
+    assert v.accuracy_vs_circuit(regimes(a=(HIGH, ZERO), b=(ZERO, ZERO), epochs=312.0), CONTROLS).holds is True
+
+
 # --- chapter 03 -----------------------------------------------------------------------------------
 def transfer(pre_ood, new_atomic=0.99, new_old=0.8, old_new=0.02, new_new=0.01, control_new_old=0.05,
-             seeds=(0, 1, 2), extra=()):
+             seeds=FIVE, extra=()):
     """Fine-tuned from natural (pretraining OOD EM `pre_ood` per seed) plus a control per seed;
-    a small seed-dependent jitter gives the intervals a width."""
+    a value is one number for every seed, or a list of one per seed."""
+    def at(x, i):
+        return x[i] if isinstance(x, (list, tuple)) else x
     rows = []
     for i, s in enumerate(seeds):
-        j = 0.01 * (i - 1)
         rows.append({"condition": f"fine-tuned from {NAT}", "seed": s, "is_control": False,
-                     "pretrain_ood_exact_match": pre_ood[i], "new_atomic": min(new_atomic + j, 1.0),
-                     "new_old": new_old + j, "old_new": max(old_new + j, 0.0), "new_new": max(new_new + j, 0.0)})
+                     "pretrain_ood_exact_match": pre_ood[i], "new_atomic": at(new_atomic, i), "new_old": at(new_old, i),
+                     "old_new": at(old_new, i), "new_new": at(new_new, i)})
         rows.append({"condition": v.CONTROL, "seed": s, "is_control": True, "pretrain_ood_exact_match": math.nan,
-                     "new_atomic": 0.99, "new_old": control_new_old + j, "old_new": 0.0, "new_new": 0.0})
+                     "new_atomic": 0.99, "new_old": at(control_new_old, i), "old_new": 0.0, "new_new": 0.0})
     return pd.DataFrame(rows + list(extra))
 
 
-GROKKED3 = [0.9, 0.95, 0.92]
+GROKKED = [0.9, 0.95, 0.92, 0.93, 0.91]
 
 
 @pytest.mark.parametrize("table, holds, branch", [
-    (transfer(GROKKED3), True, "holds"),
-    (transfer([0.1, 0.2, 0.05]), None, "not_shown:no_grokked_seed"),
-    (transfer(GROKKED3, new_atomic=0.5), None, "not_shown:new_facts_not_memorised"),
-    (transfer(GROKKED3, old_new=0.6), False, "does_not_hold:old_new_composed"),
-    (transfer(GROKKED3, new_new=0.6), False, "does_not_hold:new_new_composed"),
-    (transfer(GROKKED3, new_old=0.2), False, "does_not_hold:new_old_not_composed"),
-    (transfer(GROKKED3, new_old=0.05), False, "does_not_hold:new_old_not_composed+not_above_control"),
-    (transfer(GROKKED3, control_new_old=0.8), False, "does_not_hold:not_above_control"),
-    (transfer(GROKKED3, old_new=0.1), None, "not_shown:intervals_straddle"),
+    (transfer(GROKKED), True, "holds"),
+    (transfer([0.1, 0.2, 0.05, 0.1, 0.1]), None, "not_shown:no_grokked_seed"),
+    (transfer(GROKKED, new_atomic=0.5), None, "not_shown:new_facts_not_memorised"),
+    (transfer(GROKKED, old_new=0.6), False, "does_not_hold:old_new_composed"),
+    (transfer(GROKKED, new_new=0.6), False, "does_not_hold:new_new_composed"),
+    (transfer(GROKKED, new_old=0.2), False, "does_not_hold:new_old_not_composed"),
+    (transfer(GROKKED, new_old=0.05), False, "does_not_hold:new_old_not_composed+not_above_control"),
+    (transfer(GROKKED, control_new_old=0.8), False, "does_not_hold:not_above_control"),
+    (transfer(GROKKED, old_new=[0.02, 0.01, 0.0, 0.6, 0.7]), None, "not_shown:share_straddles"),
+    (transfer(GROKKED[:3], seeds=(0, 1, 2)), None, "not_shown:too_few_seeds"),
 ])
 def test_limited_transfer_branches(table, holds, branch):
     out = v.limited_transfer(table)
     assert (out.holds, out.branch) == (holds, branch)
 
 
-def test_limited_transfer_never_averages_in_a_seed_whose_pretraining_did_not_grok():
-    """Seed 3's pretraining did not grok: its old+new of 0.9 would break the claim if it were
-    averaged in. With only seeds 0-2 mature the claim holds; a lower criterion lets seed 3 in."""
-    table = transfer([0.9, 0.95, 0.92, 0.3], seeds=(0, 1, 2, 3))
-    table.loc[(table["seed"] == 3) & ~table["is_control"], "old_new"] = 0.9
+def test_limited_transfer_pairs_each_seed_with_its_own_control():
+    """new+old 0.3 to 0.7 against controls 0.2 to 0.8: above its own control at every seed, though
+    not above every control."""
+    table = transfer(GROKKED, new_old=[0.55, 0.6, 0.65, 0.7, 0.9], control_new_old=[0.5, 0.55, 0.6, 0.65, 0.8])
     out = v.limited_transfer(table)
-    assert out.holds is True and out.numbers["seeds with a mature model"] == "0, 1, 2"
-    assert out.numbers["fine-tuned models whose pretraining grokked"] == "3/4"
-    assert v.limited_transfer(table, grokking_criterion=0.25).holds is not True
+    assert out.holds is True and "difference +0.05" in out.numbers["seed 0"]
+    assert out.numbers["from-scratch control: new+old exact match (same seeds)"].startswith("seed 0: 0.50")
+
+
+def test_limited_transfer_never_averages_in_a_seed_whose_pretraining_did_not_grok():
+    """Seed 5's pretraining did not grok: its old+new of 0.9 would break the claim if it were
+    counted. With only seeds 0-4 mature the claim holds; a lower criterion lets seed 5 in."""
+    table = transfer(GROKKED + [0.3], seeds=FIVE + (5,))
+    table.loc[(table["seed"] == 5) & ~table["is_control"], "old_new"] = 0.9
+    out = v.limited_transfer(table)
+    assert out.holds is True and out.numbers["seeds with a mature model"] == "0, 1, 2, 3, 4"
+    assert out.numbers["fine-tuned models whose pretraining grokked"] == "5/6"
+    assert v.limited_transfer(table, grokking_criterion=0.25).tally == "limited transfer: 5 of 6 seeds show it (1 contradict it)"
 
 
 def test_summary_numbers_fall_back_to_the_first_numbers_of_a_branch_that_stopped_early():
-    out = v.limited_transfer(transfer([0.1, 0.2, 0.05]))
+    out = v.limited_transfer(transfer([0.1, 0.2, 0.05, 0.1, 0.1]))
     assert list(out.summary_numbers()) == ["fine-tuned models whose pretraining grokked", "seeds with a mature model"]
-    assert list(v.limited_transfer(transfer(GROKKED3)).summary_numbers()) == list(out.key_numbers)
+    assert list(v.limited_transfer(transfer(GROKKED)).summary_numbers()) == list(v.limited_transfer(transfer(GROKKED)).key_numbers)
 
 
 def test_limited_transfer_needs_a_control_for_each_mature_seed():
-    table = transfer(GROKKED3)
+    table = transfer(GROKKED)
     with pytest.raises(ValueError, match="control"):
         v.limited_transfer(table[~(table["is_control"] & (table["seed"] == 1))])
 
 
+def test_limited_transfer_is_open_while_new_old_still_rises():
+    table = transfer(GROKKED, new_old=0.2).assign(new_old_rising=False)
+    assert v.limited_transfer(table).branch == "does_not_hold:new_old_not_composed"
+    table.loc[~table["is_control"], "new_old_rising"] = True
+    out = v.limited_transfer(table)
+    assert (out.holds, out.branch) == (None, "not_shown:new_old_still_rising")
+    # new+old below the control as well: a failure more steps need not mend
+    assert v.limited_transfer(transfer(GROKKED, new_old=0.05).assign(new_old_rising=True)).holds is False
+
+
 # --- chapter 04 -----------------------------------------------------------------------------------
-def cost_rows(natural, augmented, trained=10_000):
-    """Steps to the criterion per seed (None: never reached within `trained` steps)."""
+def cost_rows(natural, augmented, trained=10_000, augmented_trained=None, per_epoch=0.0078):
+    """Steps to the criterion per seed (None: never reached within `trained` steps); epochs are
+    steps times `per_epoch` (10,000 steps: 78 epochs; 40,000: 312)."""
     rows = []
     for s, (n, b) in enumerate(zip(natural, augmented)):
-        rows += [{"regime": "natural", "seed": s, "steps_trained": trained, "steps_to_criterion": math.nan if n is None else n},
-                 {"regime": "both_full", "seed": s, "steps_trained": trained, "steps_to_criterion": math.nan if b is None else b}]
+        for regime, at, steps in (("natural", n, trained), ("both_full", b, augmented_trained or trained)):
+            rows.append({"regime": regime, "seed": s, "steps_trained": steps, "epochs_trained": steps * per_epoch,
+                         "steps_to_criterion": math.nan if at is None else at,
+                         "epochs_to_criterion": math.nan if at is None else at * per_epoch})
     return pd.DataFrame(rows)
 
 
+NONE5 = [None] * 5
+FAST, SLOW = [2000, 2500, 2200, 2100, 2300], [8000, 9000, 8500, 8800, 9500]
+
+
 @pytest.mark.parametrize("table, holds, branch", [
-    (cost_rows([None, None, None], [None, None, None]), None, "not_shown:no_run_reached_criterion"),
+    (cost_rows(NONE5, NONE5), None, "not_shown:no_run_reached_criterion"),
     (cost_rows([None, None], [None, None]).assign(regime=lambda f: f["regime"].replace("both_full", "hop2_only")),
      None, "not_shown:no_paired_runs"),
     (pd.concat([cost_rows([None], [None]), cost_rows([1000], [500]).assign(regime="hop2_only")]), None,
      "not_shown:no_run_reached_criterion"),                                       # other regimes do not count
-    (cost_rows([8000, 9000, 8500], [2000, 2500, 2200]), True, "holds"),
-    (cost_rows([None, None, None], [2000, 2500, 2200]), True, "holds"),            # natural censored at 10,000
-    (cost_rows([2000, 2500, 2200], [8000, 9000, 8500]), False, "does_not_hold:augmenting_not_cheaper"),
-    (cost_rows([2000, 2500, 2200], [None, None, None]), False, "does_not_hold:augmenting_not_cheaper"),
-    (cost_rows([8000, 9000, None], [2000, 2500, None]), None, "not_shown:inconclusive"),   # seed 2 open
-    (cost_rows([3000, 2000, 5000], [2000, 3000, 4000]), None, "not_shown:inconclusive"),
+    (cost_rows(SLOW, FAST), True, "holds"),
+    (cost_rows(NONE5, FAST, trained=40_000), True, "holds:bound_by_the_budget"),   # censored at 312 epochs >= 280
+    (cost_rows(NONE5, FAST), None, "not_shown:natural_run_stopped_before_the_papers_epochs"),   # at 78 epochs
+    (cost_rows(FAST, SLOW), False, "does_not_hold:augmenting_not_cheaper"),
+    (cost_rows(FAST, NONE5), False, "does_not_hold:augmenting_not_cheaper"),
+    (cost_rows(SLOW, NONE5, augmented_trained=5000), None, "not_shown:inconclusive"),   # augmented stopped early
+    (cost_rows(SLOW[:3], FAST[:3]), None, "not_shown:too_few_seeds"),
+    (cost_rows([3000, 2000, 5000, 4000, 6000], [2000, 3000, 4000, 5000, 5000]), None, "not_shown:share_straddles"),
 ])
 def test_cost_branches(table, holds, branch):
     out = v.cost(table)
     assert (out.holds, out.branch) == (holds, branch)
     assert set(out.summary_numbers()) == set(out.key_numbers)
+
+
+def test_a_censored_natural_run_makes_the_saving_the_budgets_and_says_so():
+    out = v.cost(cost_rows(NONE5, FAST, trained=40_000))
+    assert "a bound set by the budget it trained (40,000 steps, 312 epochs)" in out.note
+    assert out.numbers["natural runs that never reached the criterion: trained"] == "40,000 steps, 312 epochs"
+    assert "natural not reached in 40,000 steps (312 epochs)" in out.numbers["seed 0"]
+    assert "a bound set by the natural run's budget" in out.numbers["seed 0"]
+    three = v.cost(cost_rows(NONE5[:3], FAST[:3], trained=40_000))          # not shown, and still said
+    assert three.branch == "not_shown:too_few_seeds" and "a bound set by the budget it trained" in three.note
+    assert v.cost(cost_rows(NONE5, FAST, trained=40_000), paper_natural_epochs=400).branch == \
+        "not_shown:natural_run_stopped_before_the_papers_epochs"
+    assert "budget" not in v.cost(cost_rows(SLOW, FAST)).note                  # measured savings: no budget bound
+
+
+def test_cost_compares_epochs_beside_steps():
+    out = v.cost(cost_rows(SLOW, FAST))
+    assert out.numbers[f"{REGIMES['natural'].label}: epochs to the grokking criterion"].startswith("seed 0: 62, seed 1: 70")
+    assert "at least 0.75 of the epochs" in out.numbers["seed 0"]
+    unknown = cost_rows(NONE5, FAST, trained=40_000).drop(columns=["epochs_trained", "epochs_to_criterion"])
+    assert v.cost(unknown).branch == "not_shown:natural_run_stopped_before_the_papers_epochs"   # epochs unknown: open
 
 
 # --- the tables the chapters build from runs --------------------------------------------------------
@@ -361,15 +532,6 @@ def test_answer_exact_match_reads_the_answer_slot_only():
         assert wrong_answer["exact_match"] == 0.0 and wrong_answer["answer_exact_match"] == 0.0
 
 
-# --- what the budget could show: a premise still rising at the end is NOT SHOWN, never DOES NOT HOLD ---
-def rising(table, condition, set_, metric, steps=40_000, epochs=312.0):
-    """The same table with one row's curve still rising at its end, trained `steps` steps."""
-    table = table.assign(rising=False, steps=steps, epochs=epochs)
-    row = (table["condition"] == condition) & (table["set"] == set_) & (table["metric"] == metric)
-    table.loc[row, "rising"] = True
-    return table
-
-
 def test_still_rising_reads_the_last_quarter_of_a_curve():
     steps = [0, 1000, 2000, 3000, 4000]
     assert analysis.still_rising(steps, [0.0, 0.1, 0.2, 0.3, 0.4])          # +0.2 since step 3000
@@ -378,49 +540,23 @@ def test_still_rising_reads_the_last_quarter_of_a_curve():
     assert not analysis.still_rising([0], [0.3]) and not analysis.still_rising(steps, [None] * 5)
 
 
-def test_task_contrast_is_not_shown_while_the_recursive_model_still_rises():
-    table = contrast(HIGH, ZERO, HIGH, ZERO)
-    assert v.task_contrast(table).branch == "does_not_hold:recursive_model_does_not_compose_ood"
-    out = v.task_contrast(rising(table, v.RECURSIVE, v.OOD, "answer_exact_match"))
-    assert (out.holds, out.branch) == (None, "not_shown:recursive_model_still_rising")
-    assert out.numbers["recursive model: trained"] == "40000 steps (312 epochs)"
-    # a standard transformer that composes OOD is a failure more steps cannot mend
-    both = rising(contrast(HIGH, HIGH, HIGH, ZERO), v.RECURSIVE, v.OOD, "answer_exact_match")
-    assert v.task_contrast(both).holds is False
+
+def test_seed_values_keeps_each_seeds_last_value_and_whether_it_still_rises():
+    curves = [{"step": s, "test_inferred_ood": {"exact_match": em}} for s, em in ((0, 0.0), (300, 0.1), (400, 0.5))]
+    flat = [{"step": s, "test_inferred_ood": {"exact_match": 0.2}} for s in (0, 300, 400)]
+    runs = [Run(TINY.run("trm", "natural", 0), {"steps": 400, "epochs": 44.4}, curves, store=None),
+            Run(TINY.run("trm", "natural", 1), {"steps": 400}, flat, store=None)]
+    t = analysis.seed_values(runs, ["test_inferred_ood"])
+    assert list(t.columns) == analysis.SEED_COLUMNS and list(t["seed"]) == [0, 1]
+    assert list(t["value"]) == [0.5, 0.2] and list(t["rising"]) == [True, False]
+    assert t["epochs"].iloc[0] == 44.4 and math.isnan(t["epochs"].iloc[1]) and list(t["steps"]) == [400, 400]
+    assert analysis.seed_listing(t, NAT, "test_inferred_ood", "exact_match") == "seed 0: 0.50, seed 1: 0.20"
+    assert analysis.seed_listing(t, "other", "test_inferred_ood", "exact_match") == "not run"
 
 
-def test_accuracy_vs_circuit_is_not_shown_while_an_unformed_regime_still_rises():
-    table = regimes(a=(HIGH, HIGH), b=(ZERO, ZERO))
-    assert v.accuracy_vs_circuit(table, CONTROLS).branch == "does_not_hold:coupled_in_every_regime"
-    out = v.accuracy_vs_circuit(rising(table, "b", v.OOD, "bridge_found_tail_slots"), CONTROLS)
-    assert (out.holds, out.branch) == (None, "not_shown:still_rising") and "b: trained" in out.numbers
-    # a formed regime still rising changes nothing
-    assert v.accuracy_vs_circuit(rising(table, "a", v.OOD, "exact_match", epochs=v.PAPER_EPOCHS), CONTROLS).holds is False
-
-
-def test_accuracy_vs_circuit_is_not_shown_while_an_unformed_regime_trained_less_than_the_paper():
-    table = regimes(a=(HIGH, HIGH), b=(ZERO, ZERO))
-    out = v.accuracy_vs_circuit(table.assign(epochs=312.0), CONTROLS)
-    assert (out.holds, out.branch) == (None, "not_shown:trained_less_than_the_paper") and "b: trained" in out.numbers
-    assert v.accuracy_vs_circuit(table.drop(columns="epochs"), CONTROLS).branch == "not_shown:trained_less_than_the_paper"
-    # a decoupled regime holds however long the others trained
-    assert v.accuracy_vs_circuit(regimes(a=(HIGH, ZERO), b=(ZERO, ZERO)).assign(epochs=312.0), CONTROLS).holds is True
-
-
-def test_task_contrast_is_not_shown_while_the_recursive_model_trained_less_than_the_paper():
-    short = contrast(HIGH, ZERO, HIGH, ZERO).assign(epochs=312.0)
-    out = v.task_contrast(short)
-    assert (out.holds, out.branch) == (None, "not_shown:recursive_model_trained_less_than_the_paper")
-    assert v.task_contrast(short, paper_epochs=300).branch == "does_not_hold:recursive_model_does_not_compose_ood"
-    assert v.task_contrast(short.drop(columns="epochs")).holds is None        # epochs unknown: never DOES NOT HOLD
-
-
-def test_limited_transfer_is_not_shown_while_new_old_still_rises():
-    table = transfer(GROKKED3, new_old=0.2).assign(new_old_rising=False)
-    assert v.limited_transfer(table).branch == "does_not_hold:new_old_not_composed"
-    table.loc[~table["is_control"], "new_old_rising"] = True
-    out = v.limited_transfer(table)
-    assert (out.holds, out.branch) == (None, "not_shown:new_old_still_rising")
-    # new+old below the control as well: a failure more steps need not mend
-    low = transfer(GROKKED3, new_old=0.05).assign(new_old_rising=True)
-    assert v.limited_transfer(low).holds is False
+def test_cost_table_gives_epochs_beside_steps():
+    curves = [{"step": s, "wall_seconds": s / 100, "test_inferred_ood": {"exact_match": em}}
+              for s, em in ((0, 0.0), (100, 0.3), (200, 0.6))]
+    t = analysis.cost_table([Run(TINY.run("trm", "both_full", 0), {"steps": 200, "epochs": 4.0, "device": "CPU"},
+                                 curves, store=None)], 0.5)
+    assert t["epochs_trained"].iloc[0] == 4.0 and t["epochs_to_criterion"].iloc[0] == 4.0

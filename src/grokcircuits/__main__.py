@@ -112,6 +112,26 @@ def _campaign(args) -> int:
     return 0 if all(r["status"] == "complete" for r in rows) else 3
 
 
+def _stability(args) -> int:
+    from .grids import get_screen
+    from .stability import format_markdown, run_screen, stability_table, write_stability
+    from .sweep import sweep_root, table_dir
+    screen = get_screen(args.grid)
+    if args.weights_to_commit:
+        from .campaign import weights_to_commit
+        print("\n".join(map(str, weights_to_commit(screen.configs(), Store(sweep_root())))))
+        return 0
+    if args.table:
+        table = stability_table(screen, Store(sweep_root()))
+        write_stability(table, table_dir(screen.name))
+    else:
+        names = tuple(_list(args.points))
+        part = screen.only(names) if names else screen
+        table = run_screen(part, args.budget_seconds, log=lambda m: print(m, flush=True), table_screen=screen)
+    print(format_markdown(table))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:   # the kit parses its own options (bench --help)
@@ -155,6 +175,15 @@ def main(argv=None) -> int:
     w.add_argument("--weights-to-commit", action="store_true", help="print the checkpoint files of the grid's runs "
                    "that git must hold (git add -f them) for a fresh clone to resume them, or for a campaign to "
                    "adopt them with their weights; train nothing")
+    st = sub.add_parser("stability", help="the stability screen: fit both hops full, continue on the natural data; "
+                        "writes results/sweep/<grid>/stability.json and stability.md")
+    st.add_argument("--grid", default="toy_stability", help="a screen named in grokcircuits.grids.SCREENS")
+    st.add_argument("--budget-seconds", type=float, default=3600.0, help="wall-clock budget; unfinished runs keep "
+                    "resumable checkpoints and the same command resumes them")
+    st.add_argument("--points", default="", help="train only these points (comma-separated names), in the screen's order")
+    st.add_argument("--table", action="store_true", help="write and print the table of what is stored, train nothing")
+    st.add_argument("--weights-to-commit", action="store_true", help="print the checkpoint files of the screen's runs "
+                    "that git must hold (git add -f them) for a fresh clone to resume the screen; train nothing")
     p = sub.add_parser("probe", help="where a sweep run's OOD compositions fail: exact match, the lens and the "
                        "linear probe's bridge (ID and OOD) on its stored weights at one step; prints and stores "
                        "results/sweep/<grid>/probes/<key>_<step>.json")
@@ -209,6 +238,8 @@ def main(argv=None) -> int:
             return 0
         if args.command == "campaign":
             return _campaign(args)
+        if args.command == "stability":
+            return _stability(args)
         if args.command == "probe":
             from .grids import get_grid
             from .sweep_probe import probe_and_store

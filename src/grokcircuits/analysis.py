@@ -109,6 +109,40 @@ def final_values(runs, sets, metrics=("exact_match",)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+SEED_COLUMNS = ["condition", "seed", "set", "metric", "value", "rising", "steps", "epochs"]
+
+
+def seed_values(runs, sets, metrics=("exact_match",)) -> pd.DataFrame:
+    """The last evaluation of every run, one row per (condition, seed, set, metric): its value,
+    whether that seed's curve is still rising at its end (`still_rising`), and the steps and
+    epochs it trained. The per-seed table the verdicts judge (final_values summarises it)."""
+    frame = curves_frame(runs, sets, metrics)
+    epochs = {(condition_of(r), r.config.train.seed): (getattr(r, "record", None) or {}).get("epochs") for r in runs}
+    rows = []
+    for (cond, seed, s, m), g in frame.groupby(["condition", "seed", "set", "metric"], sort=False):
+        g = g.sort_values("step")
+        rows.append({"condition": cond, "seed": int(seed), "set": s, "metric": m, "value": float(g["value"].iloc[-1]),
+                     "rising": still_rising(g["step"].tolist(), g["value"].tolist()), "steps": int(g["step"].iloc[-1]),
+                     "epochs": epochs.get((cond, seed))})
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
+def probe_seed_values(runs, device=None) -> pd.DataFrame:
+    """Rows shaped like `seed_values`: the linear probe's bridge decoded on the OOD compositions of
+    each run (linear_probe.run_probe, memoised in the run's store)."""
+    from .linear_probe import run_probe
+    rows = [{"condition": condition_of(r), "seed": r.config.train.seed, "set": "test_inferred_ood",
+             "metric": "bridge_decoded", "value": float(run_probe(r, device)["bridge_decoded"]), "rising": False,
+             "steps": int(r.record.get("steps", 0)), "epochs": r.record.get("epochs")} for r in runs]
+    return pd.DataFrame(rows, columns=SEED_COLUMNS)
+
+
+def seed_listing(table: pd.DataFrame, condition: str, set_: str, metric: str, missing: str = "not run") -> str:
+    """'seed 0: 0.99, seed 1: 0.98': one condition, set and metric of a `seed_values` table."""
+    rows = table[(table["condition"] == condition) & (table["set"] == set_) & (table["metric"] == metric)]
+    return ", ".join(f"seed {r.seed}: {format_measure(r.value)}" for r in rows.sort_values("seed").itertuples()) or missing
+
+
 def lookup(table: pd.DataFrame, condition: str, set_: str, metric: str) -> tuple[float, float, float]:
     row = table[(table["condition"] == condition) & (table["set"] == set_) & (table["metric"] == metric)]
     if row.empty:
@@ -190,22 +224,23 @@ def transfer_table(pretrained, fine_tuned, metric: str = "exact_match") -> pd.Da
     return pd.DataFrame(rows)
 
 
-def planned_runs(profile) -> dict:
-    """{chapter: [RunConfig]}: the runs chapters 00-03 use at `profile` with its default seeds and
-    regimes (experiments' plans), so a page that reports on them depends on nothing else in the store."""
+def planned_runs(profile, seeds=None) -> dict:
+    """{chapter: [RunConfig]}: the runs chapters 00-03 use at `profile` with `seeds` (default: the
+    profile's) and their default regimes (experiments' plans), so a page that reports on them
+    depends on nothing else in the store."""
     from . import experiments as ex
-    seeds = profile.seeds
+    seeds = list(profile.seeds if seeds is None else seeds)
     pre, fine = ex.transfer_runs(profile, seeds)
     return {"00_task": ex.task_runs(profile, seeds), "01_identical_paths": ex.path_runs(profile, seeds),
             "02_accuracy_vs_circuit": ex.regime_runs(profile, seeds), "03_limited_transfer": pre + fine}
 
 
-def load_planned(profile, store) -> tuple[list, pd.DataFrame]:
-    """(the planned runs found in `store`, each once; a table of which chapters use each planned
-    run and whether it is there)."""
+def load_planned(profile, store, seeds=None) -> tuple[list, pd.DataFrame]:
+    """(the planned runs at `seeds` found in `store`, each once; a table of which chapters use each
+    planned run and whether it is there)."""
     from .runs import load_run
     by_key, used_by, rows = {}, {}, []
-    for chapter, configs in planned_runs(profile).items():
+    for chapter, configs in planned_runs(profile, seeds).items():
         for c in configs:
             used_by.setdefault(c.key(), []).append(chapter[:2])
             by_key.setdefault(c.key(), c)
@@ -220,9 +255,9 @@ def load_planned(profile, store) -> tuple[list, pd.DataFrame]:
 
 
 def cost_table(runs, criterion: float) -> pd.DataFrame:
-    """One row per pretraining run of the recursive model: steps trained, and the first evaluation
-    (in optimiser steps and seconds of its wall time) at which OOD exact match reached `criterion`
-    (NaN when it never did)."""
+    """One row per pretraining run of the recursive model: steps and epochs trained, and the first
+    evaluation (in optimiser steps, epochs and seconds of its wall time) at which OOD exact match
+    reached `criterion` (NaN when it never did)."""
     rows = []
     for r in runs:
         if r.config.model.architecture != "trm" or r.config.transfer is not None:
@@ -230,12 +265,19 @@ def cost_table(runs, criterion: float) -> pd.DataFrame:
         steps = [e["step"] for e in r.curves]
         hit = first_crossing(steps, [e["test_inferred_ood"]["exact_match"] for e in r.curves], criterion)
         secs = next((e["wall_seconds"] for e in r.curves if e["step"] == hit), None)
+        epochs = r.record.get("epochs")
+        per_step = float(epochs) / r.record["steps"] if epochs and r.record["steps"] else float("nan")
         rows.append({"regime": r.config.data.regime, "condition": condition_of(r), "seed": r.config.train.seed,
-                     "steps_trained": r.record["steps"], "final_ood_exact_match": last_value(r, "test_inferred_ood"),
+                     "steps_trained": r.record["steps"], "epochs_trained": float("nan") if epochs is None else float(epochs),
+                     "final_ood_exact_match": last_value(r, "test_inferred_ood"),
                      "steps_to_criterion": float("nan") if hit is None else float(hit),
+                     "epochs_to_criterion": float("nan") if hit is None else hit * per_step,
                      "seconds_to_criterion": float("nan") if secs is None else float(secs), "device": r.record["device"]})
-    return pd.DataFrame(rows, columns=["regime", "condition", "seed", "steps_trained", "final_ood_exact_match",
-                                       "steps_to_criterion", "seconds_to_criterion", "device"])
+    return pd.DataFrame(rows, columns=COST_TABLE_COLUMNS)
+
+
+COST_TABLE_COLUMNS = ["regime", "condition", "seed", "steps_trained", "epochs_trained", "final_ood_exact_match",
+                      "steps_to_criterion", "epochs_to_criterion", "seconds_to_criterion", "device"]
 
 
 def _missing(v) -> bool:

@@ -115,6 +115,9 @@ class Chapter:
     started: float = field(default_factory=time.perf_counter)
     started_utc: str = ""
     header_handle: object = None
+    default_seeds: bool = False        # `seeds` was None: the profile's, and every other seed found at the point
+    seeds_used: list | None = None     # the seeds whose runs the page read (`chapter_runs`)
+    seed_report: dict | None = None    # which runs at which seeds were read, found elsewhere, or left out
 
     def __getattr__(self, item):   # parameters read as attributes: ch.seeds, ch.profile
         try:
@@ -146,9 +149,10 @@ def parameters(chapter: str, namespace: dict) -> Chapter:
     if missing:
         raise ConfigError(f"chapter {chapter} is missing parameter(s) {missing}")
     params = {k: CHECKS[k](k, _coerce(namespace[k])) for k in allowed if not (k == "seeds" and namespace[k] is None)}
-    if "seeds" in allowed and "seeds" not in params:   # None: the profile's default seeds
+    default = "seeds" in allowed and "seeds" not in params
+    if default:   # None: the profile's default seeds (and, by `chapter_runs`, any other at the point)
         params["seeds"] = list(get_profile(params["profile"]).seeds)
-    return Chapter(chapter, {k: params[k] for k in allowed})
+    return Chapter(chapter, {k: params[k] for k in allowed}, default_seeds=default or "seeds" not in allowed)
 
 
 def setup_charts() -> None:
@@ -195,21 +199,133 @@ def _json_safe(x):
 
 
 def _seeds_of(ch: Chapter) -> list[int]:
-    """The chapter's seeds; a chapter without the parameter (04) reads the profile's seeds."""
+    """The seeds whose runs the page read; before that, its `seeds` parameter (a chapter without the
+    parameter, 04, the profile's seeds)."""
+    if ch.seeds_used is not None:
+        return list(ch.seeds_used)
     return list(ch.params.get("seeds") or ch.profile_obj.seeds)
+
+
+# --- every complete run at the chapter's point ------------------------------------------------------
+def sweep_store() -> Store:
+    """The sweep's store (`results/sweep`): it trains grids whose points are a profile's."""
+    return Store(results_root("sweep"))
+
+
+def point_seeds(ch: Chapter, plan) -> list[int]:
+    """The chapter's seeds (its `seeds` parameter), and, when it was left at None, every other seed
+    at which `plan` (seeds -> [RunConfig]) has a complete run in the profile's store or the sweep's;
+    the complete runs of all of them that only the sweep holds are adopted into the profile's store
+    (no_train.adopt_complete: the same keys)."""
+    from .no_train import adopt_complete, point_seeds as found_at
+    stores = [ch.store, sweep_store()]
+    found = found_at(plan, stores) if ch.default_seeds else []
+    seeds = list(ch.params.get("seeds") or ch.profile_obj.seeds)
+    seeds += [s for s in found if s not in seeds]
+    adopt_complete(plan(seeds), ch.store, stores[1])
+    return seeds
+
+
+def chapter_runs(ch: Chapter, *plans, whole_seeds: bool = False) -> list:
+    """Every complete run of `plans` (each seeds -> [RunConfig], trained in order) at the chapter's
+    seeds (`point_seeds`). The seeds asked for are trained where missing, except in the no-train mode,
+    where only the profile's own seeds must be complete (else no_train.MissingRunsError) and any other
+    seed is read where its runs are complete and left out, named on the page (`seeds_note`), where not.
+    With `whole_seeds` a seed counts only with every run of it (chapters that pair runs of one seed)."""
+    from . import experiments
+    from .no_train import training_disabled
+    from .runs import load_run
+    plan = lambda seeds: [c for p in plans for c in p(seeds)]
+    seeds = point_seeds(ch, plan)
+    asked = list(ch.params.get("seeds") or ch.profile_obj.seeds)
+    required = ([s for s in asked if s in ch.profile_obj.seeds] or asked) if training_disabled() else asked
+    runs = {}
+    for p in plans:
+        runs.update(experiments.train_many(p(required), ch.store, ch.params.get("workers")))
+    configs = list({c.key(): c for c in plan(seeds)}.values())
+    runs.update({c.key(): load_run(c, ch.store) for c in configs if runs.get(c.key()) is None})
+    missing = [c for c in configs if runs[c.key()] is None]
+    dropped = {c.train.seed for c in missing} if whole_seeds else set()
+    used = [runs[c.key()] for c in configs if runs[c.key()] is not None and c.train.seed not in dropped]
+    record_seeds(ch, seeds, used, missing, dropped)
+    return used
+
+
+def record_seeds(ch: Chapter, seeds, used, missing=(), dropped=()) -> None:
+    """What `seeds_note` says: the seeds read (the verdict's seeds), per condition, and what was left out."""
+    from .analysis import condition_of
+    from .no_train import run_status
+    by_condition: dict[str, list[int]] = {}
+    for r in used:
+        by_condition.setdefault(condition_of(r), []).append(r.config.train.seed)
+    ch.seeds_used = sorted({r.config.train.seed for r in used})
+    ch.seed_report = {"asked": list(ch.params.get("seeds") or ch.profile_obj.seeds), "profile": list(ch.profile_obj.seeds),
+                      "seeds": list(seeds), "by_condition": {k: sorted(v) for k, v in by_condition.items()},
+                      "missing": [f"{condition_of(c)}, seed {c.train.seed} ({run_status(c, [ch.store, sweep_store()])})"
+                                  for c in missing], "dropped": sorted(dropped), "default": ch.default_seeds}
+
+
+def _seed_list(seeds) -> str:
+    return f"{', '.join(map(str, seeds))} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})" if seeds else "none"
+
+
+def seeds_text(ch: Chapter) -> str:
+    """The page's account of its seeds: how many and which it read, per condition, where the ones
+    beyond the profile's came from, and which runs were left out because they are not complete."""
+    rep = ch.seed_report or {"seeds": _seeds_of(ch), "by_condition": {}, "missing": [], "dropped": [],
+                             "profile": list(ch.profile_obj.seeds), "asked": _seeds_of(ch), "default": False}
+    lines = [f"**Seeds.** This page decides from the runs of {_seed_list(ch.seeds_used or [])}."]
+    beyond = [s for s in ch.seeds_used or [] if s not in rep["profile"]]
+    if beyond:
+        lines.append(f"Beyond the profile's seeds ({', '.join(map(str, rep['profile']))}), seed(s) "
+                     f"{', '.join(map(str, beyond))} {'were found' if rep['default'] else 'were asked for'}: complete runs "
+                     f"at the identical configuration (the same run keys), read from `{ch.store.root}` or adopted into it "
+                     f"from the sweep's store `{sweep_store().root}`.")
+    if len({tuple(v) for v in rep["by_condition"].values()}) > 1:
+        lines.append("Per condition: " + "; ".join(f"{k}: {_seed_list(v)}" for k, v in rep["by_condition"].items()) + ".")
+    if rep["missing"]:
+        lines.append("Left out, not complete: " + "; ".join(rep["missing"]) + (
+            f" (and with them every run of seed(s) {', '.join(map(str, rep['dropped']))}, which this page pairs)"
+            if rep["dropped"] else "") + ".")
+    return "  \n".join(lines)
+
+
+def seeds_note(ch: Chapter) -> None:
+    """Show `seeds_text` on the page, boxed."""
+    note(seeds_text(ch))
+
+
+def share_rule_text(share_at: float | None = None) -> str:
+    """How every verdict of the book reads its seeds, with the numbers of `share_at`'s Wilson bounds."""
+    from .stats import seeds_to_clear, wilson_interval
+    from .verdicts import SHARE_AT
+    t = SHARE_AT if share_at is None else share_at
+    need = seeds_to_clear(t)
+    return (f"**How seeds decide.** Each seed gets a binary outcome (it shows the claim, contradicts it, or is open), "
+            f"listed with its values. The claim **holds** when the share of seeds showing it has a 95% Wilson interval "
+            f"wholly above {t}, **does not hold** when that interval lies wholly below {t} even with every open seed "
+            f"counted as showing it, and is **not shown** otherwise; the verdict always gives k of n seeds. With 3 seeds "
+            f"no share's interval clears {t} (3 of 3: lower end {wilson_interval(3, 3)[1]:.2f}); it takes {need} seeds all "
+            f"agreeing ({need} of {need}: {wilson_interval(need, need)[1]:.2f}; 5 of 5: {wilson_interval(5, 5)[1]:.2f}).")
+
+
+def share_rule(share_at: float | None = None) -> None:
+    """Show `share_rule_text` on the page, boxed."""
+    note(share_rule_text(share_at))
 
 
 def verdict_record(ch: Chapter, claim: str, v: Verdict, runs=(), variant: str | None = None) -> dict:
     devices = sorted({r.record["device"] for r in runs}) or [device_name(default_device())]
     return {"chapter": ch.name, "variant": variant, "claim": claim, "holds": v.holds, "verdict": v.word, "branch": v.branch,
             "note": v.note, "numbers": _json_safe(v.numbers), "key_numbers": list(v.summary_numbers()),
+            "tally": v.tally, "per_seed": v.per_seed, "seed_report": ch.seed_report,
             "seeds": _seeds_of(ch), "profile": ch.params["profile"], "device": devices,
             "wall_seconds": round(time.perf_counter() - ch.started, 1), "code_version": code_version()}
 
 
 def verdict(ch: Chapter, claim: str, v: Verdict, runs=(), variant: str | None = None) -> None:
     """Print what every machine agrees on (nbval checks it): the claim, the verdict, the rule's
-    branch, the profile and seeds. The numbers, which differ in their last digits between CPUs,
+    branch, the profile and seeds, k of n seeds. The numbers, which differ in their last digits between CPUs,
     go to `verdict_numbers` (an unchecked table) and, with the rest, to results/<profile>/verdicts.
     `variant` ('<name>: <what it is>') marks a verdict that answers a variant of the claim: it is
     printed, recorded and names the file (<chapter>.<name>.json), never in place of the claim's own."""
@@ -220,6 +336,8 @@ def verdict(ch: Chapter, claim: str, v: Verdict, runs=(), variant: str | None = 
         print(f"Variant: {variant}")
     print(f"Verdict at profile '{ch.params['profile']}' with seeds {_seeds_of(ch)}: {v.word}")
     print(f"Rule branch: {v.branch}")
+    if v.tally:
+        print(f"Seeds: {v.tally}")
     if v.note:
         print(f"Why: {v.note}")
 
@@ -306,9 +424,11 @@ def summary_markdown(executed_dir="chapters") -> str:
         numbers = "; ".join(f"{k}: {format_measure(tuple(v['numbers'][k]) if isinstance(v['numbers'][k], list) else v['numbers'][k])}"
                             for k in v.get("key_numbers", []) if k in v["numbers"])
         seeds = ", ".join(map(str, v["seeds"])) if v.get("seeds") else "the profile's"
-        rows.append(f"| {link} | **{v['verdict']}** (`{v['branch']}`) | {numbers} | "
-                    f"profile `{v['profile']}`, seeds {seeds}; {', '.join(v['device'])} |")
-    head = ("| claim (its chapter) | verdict (rule branch) | key numbers, mean [95% interval over seeds] "
+        count = f" {len(v['seeds'])} seeds:" if v.get("seeds") else ""
+        found = "<br>".join(f"_{x}_" for x in (v.get("tally"), v.get("per_seed")) if x)
+        rows.append(f"| {link} | **{v['verdict']}** (`{v['branch']}`) | {'<br>'.join(x for x in (found, numbers) if x)} | "
+                    f"profile `{v['profile']}`,{count} {seeds}; {', '.join(v['device'])} |")
+    head = ("| claim (its chapter) | verdict (rule branch) | k of n seeds; each seed's outcome; key numbers "
             "| provenance (profile, seeds, device) |\n| --- | --- | --- | --- |")
     return head + "\n" + "\n".join(rows) + "\n"
 

@@ -91,3 +91,18 @@ def cost_bars(frame: pd.DataFrame, title: str, subtitle: str | None = None) -> a
         color=alt.Color("device:N", title="device", legend=BAR_LEGEND),
         tooltip=["run", "steps", "wall_seconds", "device"],
     ).properties(width=320, title=_title(title, subtitle))
+
+
+def retention(frame: pd.DataFrame, title: str, subtitle: str | None = None) -> alt.Chart:
+    """OOD exact match over the epochs of a continuation, one panel a screen point: the natural data
+    (solid) against the both-hops-full control (dashed) where there is one."""
+    chart = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("epoch:Q", title="epochs of the natural data since the start"),
+        y=alt.Y("ood:Q", title="OOD exact match", scale=alt.Scale(domain=[0, 1])),
+        color=alt.Color("data:N", title="continued on", legend=LEGEND),
+        strokeDash=alt.StrokeDash("data:N", legend=None),
+        tooltip=["point", "data", "epoch", alt.Tooltip("ood:Q", format=".2f"), alt.Tooltip("ood_atomic:Q", format=".2f")],
+    ).properties(width=200, height=120)
+    chart = chart.facet(facet=alt.Facet("point:N", title=None, sort=list(pd.unique(frame["point"])),
+                                        header=_header(200)), columns=3)
+    return chart.properties(title=_title(title, subtitle))

@@ -2,7 +2,7 @@
 
 A profile is a complete set of defaults. `tiny` runs on a laptop CPU in seconds (CI and
 tests); `gpu` is the setting meant to show every claim in minutes on one H100; `paper` is
-the authors' exact setting (PROTOCOL.md sections 2-4, 6). Everything that changes a result
+the authors' exact setting (book/appendix/protocol.md, sections 2-4 and 6). Everything that changes a result
 lives in one of these dataclasses, so a run is identified by the hash of its configuration.
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def check_positive(name: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
 
 
-# --- data regimes (PROTOCOL section 2): fact-level augmentation of OOD hops -----------------
+# --- data regimes (book/appendix/protocol.md, section 2): fact-level augmentation of OOD hops ---
 @dataclass(frozen=True)
 class Regime:
     name: str
@@ -107,6 +107,12 @@ class TransferConfig:
 
 
 ARCHITECTURES = ("trm", "gpt")
+TOKEN_MIXERS = ("mlp", "attention")
+
+
+def attention_heads(width: int) -> int:
+    """Heads of the recursive model's attention variant: one per 64 channels, at least one."""
+    return max(1, width // 64)
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,11 @@ class ModelConfig:
     l_cycles: int = 6             # z_L updates per H-cycle
     blocks: int = 2               # blocks in the shared module f
     halting_head: bool = True     # the authors' vestigial halting head (never changes the output)
+    # --- trm variants, off in the paper's model (screened by the stability screen) ---
+    tied_embeddings: bool = False  # the output head reads with the token embedding matrix (no head of its own)
+    reembed: bool = False          # between H-cycles, z_H += softmax(head(z_H)) @ embedding at the token slots
+    token_mixer: str = "mlp"       # mlp (the authors'): a SwiGLU across positions; attention: self-attention
+                                   # (width // 64 heads, non-causal) with learned position embeddings
     # --- gpt ---
     layers: int = 4
     heads: int = 12
@@ -128,6 +139,7 @@ class ModelConfig:
 
     def validate(self) -> None:
         check_choice("architecture", self.architecture, ARCHITECTURES)
+        check_choice("token_mixer", self.token_mixer, TOKEN_MIXERS)
         for name in ("width", "token_multiple", "h_cycles", "l_cycles", "blocks", "layers", "heads"):
             check_positive(name, getattr(self, name))
         check_positive("prefix_slots", self.prefix_slots, allow_zero=True)
@@ -161,6 +173,7 @@ class TrainConfig:
     snapshot_at_training_accuracy: float = 0.9   # keep EMA weights at the first evaluation reaching this (memorised)
     snapshot_at_ood_exact_match: float = 0.5     # ... and at the first reaching this OOD exact match (grokked)
     seed: int = 0                    # seeds initialisation and batch order
+    stop_when_composed: bool = False  # end the run once it is fitted and composes (COMPOSED_RULE), at most `steps`
 
     def validate(self) -> None:
         for name in ("steps", "batch_size", "eval_every", "eval_size", "checkpoint_every"):
@@ -178,6 +191,27 @@ class TrainConfig:
         for name in ("snapshot_at_training_accuracy", "snapshot_at_ood_exact_match"):
             if not 0 < getattr(self, name) <= 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must lie in (0, 1]")
+
+
+# Fields added after runs of this SCIENCE_VERSION were stored: each enters a run's key only when it is
+# set away from this default, so every stored run keeps its key (and its probe memos theirs).
+LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"stop_when_composed": False},
+                                            "model": {"tied_embeddings": False, "reembed": False, "token_mixer": "mlp"}}
+
+# TrainConfig.stop_when_composed: a run is fitted and composes when, at `evaluations` evaluations in a
+# row, training accuracy and the OOD atomic facts reach `fitted` and OOD exact match reaches `composes`.
+COMPOSED_RULE = {"fitted": 0.99, "composes": 0.9, "evaluations": 2}
+
+
+def key_dict(config_dict: dict) -> dict:
+    """A run's configuration as its key hashes it: unset top-level fields and LATER_FIELDS at their
+    defaults left out."""
+    d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config_dict.items() if v is not None}
+    for section, defaults in LATER_FIELDS.items():
+        for name, default in defaults.items():
+            if section in d and d[section].get(name, default) == default:
+                d[section].pop(name, None)
+    return d
 
 
 @dataclass(frozen=True)
@@ -203,9 +237,10 @@ class RunConfig:
 
     def key(self) -> str:
         """Stable hash of the configuration: the identity of the run in the results store.
-        Top-level fields that are unset (None) are left out, so a new optional field does not
-        change the identity of the runs that do not use it; `SCIENCE_VERSION` is part of the key."""
-        return hash_dict({"science_version": SCIENCE_VERSION, **{k: v for k, v in self.to_dict().items() if v is not None}})
+        Top-level fields that are unset (None) and LATER_FIELDS at their defaults are left out, so a
+        new field does not change the identity of the runs that do not use it; `SCIENCE_VERSION` is
+        part of the key."""
+        return hash_dict({"science_version": SCIENCE_VERSION, **key_dict(self.to_dict())})
 
     @staticmethod
     def from_dict(d: dict) -> "RunConfig":
@@ -275,7 +310,7 @@ PAPER = Profile(
     transfer=TransferConfig(),
     finetune=TrainConfig(steps=40_000, lr=2e-5, eval_every=976, checkpoint_every=10_000),
     validated_on=None,
-    provenance="the authors' settings (PROTOCOL.md)",
+    provenance="the authors' settings (book/appendix/protocol.md)",
 )
 
 GPU = Profile(

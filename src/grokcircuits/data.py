@@ -1,4 +1,4 @@
-"""The two-hop knowledge-graph task (PROTOCOL.md section 2): graph, splits, regimes, encoding.
+"""The two-hop knowledge-graph task (book/appendix/protocol.md, section 2): graph, splits, regimes, encoding.
 
 Every set of examples is an int64 array of shape (N, 5) with columns `COLS = (h, r1, r2, b, t)` in
 *index space* (entity 0..n_entities-1, relation 0..n_relations-1). An atomic fact (h, r, t) is the
@@ -150,7 +150,7 @@ class TwoHopData:
         return np.concatenate([self.atomic, self.train_inferred])
 
     def probe_sets(self) -> dict[str, np.ndarray]:
-        """The evaluation sets of PROTOCOL section 2; seeded by config.seed, one stream per set.
+        """The evaluation sets of book/appendix/protocol.md, section 2; seeded by config.seed, one stream per set.
         Every set comes in random order (the full ones too), so any prefix is a random sample."""
         n = self.config.probe_size
         full = {
@@ -181,7 +181,7 @@ class TwoHopData:
 
 
 def build_dataset(config: DataConfig) -> TwoHopData:
-    """Generate the graph, the splits and the regime's training set (PROTOCOL section 2)."""
+    """Generate the graph, the splits and the regime's training set (book/appendix/protocol.md, section 2)."""
     config.validate()
     E, R, k = config.n_entities, config.n_relations, config.relations_per_entity
     rng_graph, rng_ood, rng_split, rng_phi, rng_hop1, rng_hop2 = (

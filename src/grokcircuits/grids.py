@@ -3,7 +3,7 @@
 A grid point is a full `RunConfig` of the recursive model on the natural data; beside the points,
 the grid holds the standard transformer once per graph (the contrast: it should generalise in
 distribution and stay near zero on OOD compositions at the same graph). What is known that aims
-the grids (Wang et al. 2024 and the paper; PROTOCOL.md):
+the grids (Wang et al. 2024 and the paper; book/appendix/protocol.md):
 
 - at phi 18, in-distribution generalisation arrives while the training set is still being fitted,
   and its speed depends on phi, not on the size of the graph, when counted in epochs; phi 18 needs
@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .config import REGIMES, ConfigError, DataConfig, ModelConfig, RunConfig, TrainConfig, check_choice
+from .screen import Screen, StabilityPoint
 
 GROKFAST_ON = {"grokfast_alpha": 0.98, "grokfast_lambda": 2.0}   # the setting that halved the steps to ID on a CPU
 GROKFAST_OFF = {"grokfast_alpha": 0.0, "grokfast_lambda": 0.0}
@@ -107,7 +108,7 @@ FIRST_TRM = ModelConfig(width=128, prefix_slots=4, expansion=4.0, token_multiple
 
 
 def first_grid() -> Grid:
-    """Aimed at one command of at most 7 minutes on one H100 (README: the estimate and what was left out)."""
+    """Aimed at one command of at most 7 minutes on one H100 (results/sweep/README.md, grid first: the estimate and what was left out)."""
     length = {"steps": 20_000, "eval_every": 500}
     data = graph(100)
     return Grid(
@@ -283,6 +284,76 @@ def cpu_wd03_seeds34_grid() -> Grid:
         first_regimes=("hop1_only", "hop2_only"),
         left_out="the transfer runs of chapter 03 at seeds 3 and 4 (chapter 03 is read at three seeds)",
     ).validate()
+
+
+# --- the stability screens (stability.py): does the natural objective keep a composing solution? ---
+# Measured before them (the `cpu` profile's both-hops-full final weights continued on the natural data):
+# OOD exact match fell from 1.00 to about 0.1 within 40 epochs at 50 entities while every fact stayed
+# stored; faster with one block in the shared module and at 100 entities. The screens move the graph,
+# the width, the blocks and the training, cheapest first, the paper's model first.
+SCREEN_FIT = replace(WD03_TRAIN, snapshots=0)   # the `cpu` profile's training; steps are each point's cap
+
+
+def screen_point(name: str, data: DataConfig = CPU_DATA, model: ModelConfig = CPU_TRM, cap: int = 10_000,
+                 control: bool = False, **train) -> StabilityPoint:
+    """A point of a stability screen: the `cpu` profile's model and training unless overridden; `cap`
+    caps the fitting phase's steps."""
+    return StabilityPoint(name=name, data=data, model=model, train=replace(SCREEN_FIT, steps=cap, **train),
+                          control=control)
+
+
+def stability_screen() -> Screen:
+    """Graph size, width, blocks and Grokfast around the `cpu` profile's point, in the order of cost."""
+    sweep_graph = lambda n: replace(graph(n), probe_size=1000)
+    return Screen(
+        name="stability",
+        description="the `cpu` profile's model and training (width 128, H2 x L2, lr 1e-3, weight decay 0.3, "
+                    "Grokfast, batch 128) fitted on both hops full, then continued 40 epochs on the natural "
+                    "data; points move one knob each: the graph (50 entities of 30 relation types at 10% OOD, "
+                    "the `cpu` graph; 50, 100 and 200 entities of 50 relation types at 5% OOD, 20 relations an "
+                    "entity), the width (64, 128, 256), the blocks of the shared module (1, 2) and Grokfast",
+        points=(
+            screen_point("cpu", control=True),
+            screen_point("cpu_blocks1", model=replace(CPU_TRM, blocks=1)),
+            screen_point("cpu_width64", model=replace(CPU_TRM, width=64), cap=20_000),
+            screen_point("cpu_tied", model=replace(CPU_TRM, tied_embeddings=True)),
+            screen_point("cpu_reembed", model=replace(CPU_TRM, reembed=True)),
+            screen_point("cpu_attention", model=replace(CPU_TRM, token_mixer="attention")),
+            screen_point("n50", data=sweep_graph(50), cap=15_000),
+            screen_point("cpu_width256", model=replace(CPU_TRM, width=256)),
+            screen_point("n100", data=sweep_graph(100), cap=30_000, control=True),
+            screen_point("cpu_grokfast_off", cap=30_000, **GROKFAST_OFF),
+            screen_point("n200", data=sweep_graph(200), cap=60_000),
+            screen_point("n200_tied", data=sweep_graph(200), model=replace(CPU_TRM, tied_embeddings=True), cap=60_000),
+            screen_point("n200_reembed", data=sweep_graph(200), model=replace(CPU_TRM, reembed=True), cap=60_000),
+            screen_point("n200_attention", data=sweep_graph(200), model=replace(CPU_TRM, token_mixer="attention"),
+                         cap=60_000),
+            screen_point("n200_width256", data=sweep_graph(200), model=replace(CPU_TRM, width=256), cap=60_000),
+        ),
+        left_out="width 512 and the paper's 1536 (16 and 140 times the width-128 step's matmul work: hours a "
+                 "point on one core), 400 entities, lr 1e-4 and weight decay 0.1 / 1.0, the paper's recursion "
+                 "(H2 x L6)",
+    ).validate()
+
+
+def toy_screen() -> Screen:
+    """Runs end to end on a CPU in seconds: checks the screen's code path; far too small to compose."""
+    data = DataConfig(n_entities=40, n_relations=8, relations_per_entity=4, ood_fraction=0.2,
+                      iid_test_fraction=0.05, phi=2.0, probe_size=100)
+    trm = ModelConfig(width=32, prefix_slots=1, expansion=2.0, token_multiple=16, h_cycles=1, l_cycles=1)
+    train = TrainConfig(steps=60, batch_size=64, lr=3e-3, warmup_steps=5, ema_decay=0.9, eval_every=20,
+                        eval_size=100, snapshots=0, checkpoint_every=20, compile=False)
+    return Screen(name="toy_stability", description="40 entities, width 32: the screen's code path on a CPU",
+                  points=(StabilityPoint("toy", data, trm, train, epochs=4, eval_epochs=1, control=True),),
+                  left_out="everything that matters: it checks code").validate()
+
+
+SCREENS = {"stability": stability_screen, "toy_stability": toy_screen}
+
+
+def get_screen(name: str) -> Screen:
+    check_choice("grid", name, list(SCREENS))
+    return SCREENS[name]()
 
 
 GRIDS = {"first": first_grid, "toy": toy_grid, "cpu": cpu_grid, "cpu_next": cpu_next_grid, "cpu_deep": cpu_deep_grid,

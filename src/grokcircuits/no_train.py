@@ -1,16 +1,25 @@
-"""The no-train mode: publishing renders committed results and must never retrain.
+"""The no-train mode: publishing renders committed results and must never retrain; and the
+committed runs of a chapter's point, wherever they are stored.
 
 With `GROKCIRCUITS_NO_TRAIN=1` (set by `make book TRAIN=0` and by `make publish`), `train_many`
 loads every run from the store or stops, before any training, with the list of the runs that are
 missing and the command that makes them. A page built this way therefore shows exactly the runs
 that were committed, and a missing one fails the build instead of silently costing hours.
+
+A chapter decides from every complete run at its configuration: the run key is the hash of the
+whole configuration, seed included, so a run of the same key is the same run whichever store holds
+it. `point_seeds` finds the seeds at which a chapter's plan has complete runs in the profile's
+store or the sweep's (`results/sweep`, where the sweep trains grids whose points are a profile's),
+and `adopt_complete` copies those runs into the profile's store, as the campaign does, so that
+their probe results are stored beside the profile's. Neither changes a key.
 """
 from __future__ import annotations
 
 import os
+import shutil
 
 from .config import PROFILES, ConfigError, RunConfig
-from .store import Store
+from .store import Store, read_json
 
 NO_TRAIN_ENV = "GROKCIRCUITS_NO_TRAIN"
 _ON, _OFF = ("1", "true", "yes"), ("", "0", "false", "no")
@@ -74,3 +83,55 @@ def refuse_training_if_disabled(configs: list[RunConfig], store: Store) -> None:
     missing = missing_runs(configs, store)
     if missing:
         raise MissingRunsError(missing_runs_message(missing, store))
+
+
+# --- the complete runs of a chapter's point ---------------------------------------------------------
+def stored_seeds(stores) -> set[int]:
+    """Every training seed of a complete run in `stores`."""
+    seeds = set()
+    for store in stores:
+        for record in store.runs() if (store.root / "runs").exists() else ():
+            seed = record.get("config", {}).get("train", {}).get("seed")
+            if isinstance(seed, int):
+                seeds.add(seed)
+    return seeds
+
+
+def point_seeds(plan, stores, whole_seeds: bool = False) -> list[int]:
+    """The seeds at which `plan` (seeds -> [RunConfig]) has complete runs in some store of `stores`,
+    found by key; with `whole_seeds`, only the seeds whose every run of the plan is complete."""
+    out = []
+    for seed in sorted(stored_seeds(stores)):
+        done = [any(s.has_run(c.key()) for s in stores) for c in plan([seed])]
+        if done and (all(done) if whole_seeds else any(done)):
+            out.append(seed)
+    return out
+
+
+def adopt_complete(configs: list[RunConfig], store: Store, source: Store) -> list[str]:
+    """Copy into `store` every complete run of `configs` that `source` holds and `store` lacks:
+    its checkpoints and snapshots, then its curves and record (last: the record marks completion).
+    Returns the keys copied; a missing `source`, or `store` itself, copies nothing."""
+    if not (source.root / "runs").exists() or source.root.resolve() == store.root.resolve():
+        return []
+    copied = []
+    for key in dict.fromkeys(c.key() for c in configs):
+        if store.has_run(key) or not source.has_run(key):
+            continue
+        for folder in (source.checkpoint_dir(key), source.run_dir(key)):
+            if folder.exists():
+                target = store.root / folder.relative_to(source.root)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(folder, target)
+        copied.append(key)
+    return copied
+
+
+def run_status(config: RunConfig, stores) -> str:
+    """'incomplete: 16,000 of 40,000 steps' or 'not started': where a run of a plan stands."""
+    for store in stores:
+        path = store.run_dir(config.key()) / "record.json"
+        if path.exists():
+            record = read_json(path)
+            return f"{record.get('status', 'incomplete')}: {record.get('steps', 0):,} of {config.train.steps:,} steps"
+    return "not started"

@@ -1,7 +1,7 @@
 """Probes of the recursion: logit lens over the named states, bridge/target found, and the stage x
 slot maps of where they appear (causal patching lives in `patching`).
 
-PROTOCOL.md section 5. "Bridge found" (the authors' definition): the true bridge entity is the
+book/appendix/protocol.md, section 5. "Bridge found" (the authors' definition): the true bridge entity is the
 head's top-1 token at any stage and any slot; "target found": the gold tail appears anywhere.
 Every probe reads the recursion through the named hooks of `hooks` (one forward call each), so no
 hook outlives the probe.

@@ -44,8 +44,11 @@ def _yaml(path: Path) -> dict:
 
 
 def chapter_pages(root: Path) -> list[str]:
-    """The chapter pages of _toc.yml, e.g. 'chapters/00_task'."""
-    return [entry["file"] for entry in _yaml(root / "_toc.yml").get("chapters", [])]
+    """The chapter pages of _toc.yml, e.g. 'chapters/00_task', whether it lists them at its top level
+    or in parts."""
+    toc = _yaml(root / "_toc.yml")
+    entries = toc.get("chapters", []) + [c for part in toc.get("parts", []) for c in part.get("chapters", [])]
+    return [e["file"] for e in entries if e["file"].startswith("chapters/")]
 
 
 def repository(root: Path) -> dict:

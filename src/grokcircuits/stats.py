@@ -1,7 +1,9 @@
-"""Intervals over a small number of seeds, and threshold crossings of a curve."""
+"""Intervals over a small number of seeds (a mean's t interval; a share's Wilson interval), and
+threshold crossings of a curve."""
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -39,3 +41,32 @@ def first_crossing(steps, values, threshold: float):
         if v is not None and v >= threshold:
             return int(s)
     return None
+
+
+Z95 = 1.959964   # the two-sided 95% quantile of the standard normal
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float, float]:
+    """(share, low, high): the share k/n of seeds that show an outcome, with its 95% Wilson score
+    interval. Unlike a t interval over 0/1 values it stays inside [0, 1] and is never a point: 3 of 3
+    gives [0.44, 1], 5 of 5 [0.57, 1]. No seed (n = 0) says nothing: (NaN, 0, 1)."""
+    if not (isinstance(k, numbers.Integral) and isinstance(n, numbers.Integral) and 0 <= k <= n):
+        raise ValueError(f"k={k!r}, n={n!r}: a count of seeds needs 0 <= k <= n")
+    if n == 0:
+        return (math.nan, 0.0, 1.0)
+    k, n = int(k), int(n)
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return (p, max(0.0, centre - half), min(1.0, centre + half))
+
+
+def seeds_to_clear(share_at: float, z: float = Z95) -> int:
+    """The fewest seeds whose share, all of them agreeing, has a Wilson interval wholly above
+    `share_at` (0.5: 4, since 3 of 3 reaches only 0.44)."""
+    if not 0 <= share_at < 1:
+        raise ValueError(f"share_at={share_at!r} must be in [0, 1)")
+    n = 1
+    while wilson_interval(n, n, z)[1] <= share_at:
+        n += 1
+    return n

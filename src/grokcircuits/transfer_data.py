@@ -1,4 +1,4 @@
-"""The transfer experiment's data (PROTOCOL.md section 6): retained old examples plus new facts.
+"""The transfer experiment's data (book/appendix/protocol.md, section 6): retained old examples plus new facts.
 
 The fine-tuning set keeps about `retained_old_examples` old training examples -- whole ID atomic
 facts together with every old training query whose two hops are both kept -- and adds `new_facts`
@@ -105,7 +105,7 @@ def _new_facts(data: TwoHopData, config: TransferConfig, rng: np.random.Generato
 
 
 def build_transfer(data: TwoHopData, config: TransferConfig) -> TransferData:
-    """The fine-tuning data and its probe sets for a pretraining dataset (PROTOCOL section 6)."""
+    """The fine-tuning data and its probe sets for a pretraining dataset (book/appendix/protocol.md, section 6)."""
     config.validate()
     rng_retain, rng_new, rng_cap = (np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(3))
     retained_atomic, retained_inferred = _retain(data, config.retained_old_examples, rng_retain)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import ModelConfig
+from ..config import ModelConfig, attention_heads
 from ..losses import at_least_float32
 from .trm import rms_norm
 
@@ -138,16 +138,39 @@ def _channel_mlp(z: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, S
     return bmm_linear(F.silu(gate) * up, w[f"{name}.down.weight"])
 
 
-def _trm_block(z: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, S, B, D)
-    z = rms_norm(z + _token_mlp(z, w, f"{name}.token_mlp"), dim=1)                 # normalised over positions
+def _self_attention(z: torch.Tensor, w: dict, name: str) -> torch.Tensor:   # (M, S, B, D) -> (M, S, B, D)
+    """`trm.SelfAttention` per member, on the position-major stream."""
+    M, S, B, D = z.shape
+    heads = attention_heads(D)
+    qkv = bmm_linear(z, w[f"{name}.qkv.weight"])                                   # (M, S, B, 3D)
+    q, k, v = (y.permute(0, 2, 1, 3).reshape(M * B, S, heads, D // heads).transpose(1, 2)
+               for y in qkv.split(D, dim=-1))                                       # (M*B, heads, S, D/heads) each
+    y = F.scaled_dot_product_attention(q, k, v)                                     # (M*B, heads, S, D/heads)
+    y = y.transpose(1, 2).reshape(M, B, S, D).permute(0, 2, 1, 3)                   # (M, S, B, D)
+    return bmm_linear(y, w[f"{name}.out.weight"])
+
+
+def _trm_block(z: torch.Tensor, w: dict, name: str, mixer: str = "mlp") -> torch.Tensor:   # (M, S, B, D)
+    if mixer == "attention":
+        z = rms_norm(z + _self_attention(z, w, f"{name}.attention"))               # normalised over channels
+    else:
+        z = rms_norm(z + _token_mlp(z, w, f"{name}.token_mlp"), dim=1)             # normalised over positions
     return rms_norm(z + _channel_mlp(z, w, f"{name}.channel_mlp"))                 # normalised over channels
 
 
-def _trm_f(z: torch.Tensor, injection: torch.Tensor, w: dict, blocks: int) -> torch.Tensor:
+def _trm_f(z: torch.Tensor, injection: torch.Tensor, w: dict, blocks: int, mixer: str = "mlp") -> torch.Tensor:
     z = z + injection                                                               # (M, S, B, D)
     for i in range(blocks):
-        z = _trm_block(z, w, f"f.blocks.{i}")
+        z = _trm_block(z, w, f"f.blocks.{i}", mixer)
     return z
+
+
+def _reembed(z: torch.Tensor, head: torch.Tensor, embed: torch.Tensor, P: int, D: int) -> torch.Tensor:
+    """`TRM.reembed` per member: z (M, S, B, D) += softmax(head(z)) @ E * sqrt(D) at the token slots."""
+    M, S, B, _ = z.shape
+    probs = bmm_linear(z[:, P:], head).float().softmax(-1).to(z.dtype)             # (M, 5, B, V)
+    written = torch.bmm(probs.reshape(M, -1, probs.shape[-1]), embed.to(z.dtype))  # (M, 5*B, D)
+    return torch.cat([z[:, :P], z[:, P:] + written.view(M, S - P, B, D) * math.sqrt(D)], dim=1)
 
 
 def trm_forward(w: dict[str, torch.Tensor], config: ModelConfig, inputs: torch.Tensor,
@@ -159,17 +182,22 @@ def trm_forward(w: dict[str, torch.Tensor], config: ModelConfig, inputs: torch.T
     if P > 0:
         vector = w["prefix_vector"].to(x.dtype)[:, None, None, :].expand(M, 1, B, D)  # (M, 1, B, D)
         x = torch.cat([vector, x.new_zeros(M, P - 1, B, D), x], dim=1)              # (M, P + 5, B, D)
+    if config.token_mixer == "attention":
+        x = x + w["position_embedding"].to(x.dtype)[:, :, None, :]                  # (M, P + 5, B, D)
     x = x * math.sqrt(D)
     S = x.shape[1]
     z_H = w["z_H_init"].to(x.dtype)[:, None, None, :].expand(M, S, B, D)            # (M, S, B, D)
     z_L = w["z_L_init"].to(x.dtype)[:, None, None, :].expand(M, S, B, D)            # (M, S, B, D)
     H, L = config.h_cycles, config.l_cycles
+    head = w["embed_tokens.weight"] if config.tied_embeddings else w["head.weight"]   # (M, V, D)
     for h in range(H):
         with torch.set_grad_enabled(torch.is_grad_enabled() and h == H - 1):
             for _ in range(L):
-                z_L = _trm_f(z_L, z_H + x, w, config.blocks)
-            z_H = _trm_f(z_H, z_L, w, config.blocks)
-    logits = bmm_linear(z_H[:, P:], w["head.weight"]).transpose(1, 2)               # (M, B, 5, V)
+                z_L = _trm_f(z_L, z_H + x, w, config.blocks, config.token_mixer)
+            z_H = _trm_f(z_H, z_L, w, config.blocks, config.token_mixer)
+            if config.reembed and h < H - 1:
+                z_H = _reembed(z_H, head, w["embed_tokens.weight"], P, D)
+    logits = bmm_linear(z_H[:, P:], head).transpose(1, 2)                           # (M, B, 5, V)
     halt = None
     if config.halting_head:
         halt = at_least_float32(bmm_linear(z_H[:, 0], w["halt_head.weight"], w["halt_head.bias"])[..., 0])   # (M, B)

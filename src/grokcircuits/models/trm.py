@@ -2,7 +2,7 @@
 
 One shared module f = two post-norm blocks, applied 28 times per forward pass. Each block mixes
 positions with a SwiGLU across the sequence axis (no attention, no positional encoding), then
-channels with a SwiGLU across the width. PROTOCOL.md section 3.
+channels with a SwiGLU across the width. book/appendix/protocol.md, section 3.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, attention_heads
 from ..losses import at_least_float32
 
 SEQ_LEN = 5   # token slots: [h, r1, r2, PAD, PAD] in, [h, r1, r2, t, END] out
@@ -89,18 +89,42 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+class SelfAttention(nn.Module):
+    """The variant token mixer: non-causal multi-head self-attention over the positions, bias-free."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = Linear(width, 3 * width)
+        self.out = Linear(width, width)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:   # (B, S, D) -> (B, S, D)
+        B, S, D = z.shape
+        q, k, v = (y.reshape(B, S, self.heads, D // self.heads).transpose(1, 2)
+                   for y in self.qkv(z).split(D, dim=-1))   # (B, heads, S, D/heads) each
+        y = F.scaled_dot_product_attention(q, k, v)        # (B, heads, S, D/heads)
+        return self.out(y.transpose(1, 2).reshape(B, S, D))
+
+
 class Block(nn.Module):
-    """Post-norm: token MLP over positions (+ RMSNorm over positions), then channel MLP (+ RMSNorm)."""
+    """Post-norm: token MLP over positions (+ RMSNorm over positions), then channel MLP (+ RMSNorm).
+    The attention variant mixes positions with self-attention (+ RMSNorm over channels) instead."""
 
     def __init__(self, width: int, positions: int, config: ModelConfig):
         super().__init__()
-        self.token_mlp = SwiGLU(positions, swiglu_hidden(positions, config.expansion, config.token_multiple))
+        if config.token_mixer == "attention":
+            self.attention = SelfAttention(width, attention_heads(width))
+        else:
+            self.token_mlp = SwiGLU(positions, swiglu_hidden(positions, config.expansion, config.token_multiple))
         self.channel_mlp = SwiGLU(width, swiglu_hidden(width, config.expansion, config.token_multiple))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:   # (B, S, D)
-        zt = z.transpose(1, 2)                             # (B, D, S): the same MLP for every channel
-        zt = rms_norm(zt + self.token_mlp(zt))             # normalised over the position axis
-        z = zt.transpose(1, 2)                             # (B, S, D)
+        if hasattr(self, "attention"):
+            z = rms_norm(z + self.attention(z))            # (B, S, D)
+        else:
+            zt = z.transpose(1, 2)                         # (B, D, S): the same MLP for every channel
+            zt = rms_norm(zt + self.token_mlp(zt))         # normalised over the position axis
+            z = zt.transpose(1, 2)                         # (B, S, D)
         return rms_norm(z + self.channel_mlp(z))           # (B, S, D)
 
 
@@ -135,10 +159,15 @@ class TRM(nn.Module):
         self.stages = stage_names(config.h_cycles, config.l_cycles)
         self.embed_tokens = nn.Embedding(vocab_size, D)
         trunc_normal_(self.embed_tokens.weight, 1 / math.sqrt(D))
+        # the attention variant: learned position embeddings (self-attention alone cannot tell r1 from r2)
+        self.position_embedding = (nn.Parameter(trunc_normal_(torch.empty(self.positions, D), 1 / math.sqrt(D)))
+                                   if config.token_mixer == "attention" else None)
         # slot 0 of the prefix: one learned vector, zero-initialised, trained by sign-SGD
         self.prefix_vector = nn.Parameter(torch.zeros(D)) if P > 0 else None
         self.f = SharedModule(D, self.positions, config)
         self.head = Linear(D, vocab_size)
+        if config.tied_embeddings:   # the head reads with the embedding matrix (V, D): one parameter, two uses
+            self.head.weight = self.embed_tokens.weight
         self.halt_head = Linear(D, 2, bias=True) if config.halting_head else None
         if self.halt_head is not None:   # the authors' init: never halt at the start
             with torch.no_grad():
@@ -156,6 +185,8 @@ class TRM(nn.Module):
             prefix = x.new_zeros(B, P, x.shape[-1])                 # (B, P, D)
             prefix = torch.cat([self.prefix_vector.to(x.dtype).expand(B, 1, -1), prefix[:, 1:]], dim=1)
             x = torch.cat([prefix, x], dim=1)                       # (B, P + 5, D)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding.to(x.dtype)             # (B, P + 5, D)
         return x * math.sqrt(self.config.width)
 
     def recurse(self, x: torch.Tensor, visit: StateVisitor | None = None) -> torch.Tensor:
@@ -176,7 +207,17 @@ class TRM(nn.Module):
                 z_H = self.f(z_H, z_L)                              # (B, S, D)
                 if visit is not None:
                     z_H = visit(f"H{h}_commit", z_H)
+                if self.config.reembed and h < H - 1:
+                    z_H = self.reembed(z_H)                         # (B, S, D)
         return z_H
+
+    def reembed(self, z: torch.Tensor) -> torch.Tensor:
+        """The variant `reembed`: at the token slots, add the embedding of what the head reads there,
+        softmax(head(z)) @ E, scaled as `embed` scales inputs. (B, S, D) -> (B, S, D)."""
+        P = self.config.prefix_slots
+        probs = self.readout(z).float().softmax(-1).to(z.dtype)                   # (B, 5, V)
+        written = probs @ self.embed_tokens.weight.to(z.dtype) * math.sqrt(self.config.width)   # (B, 5, D)
+        return torch.cat([z[:, :P], z[:, P:] + written], dim=1)
 
     def readout(self, z: torch.Tensor) -> torch.Tensor:
         """The output head applied to a state's token slots: (B, S, D) -> (B, 5, V) logits."""

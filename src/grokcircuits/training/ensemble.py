@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import RunConfig
+from ..config import COMPOSED_RULE, RunConfig
 from ..models import build_model, count_parameters
 from ..models.stacked import Layout, member_state_dict
 from ..store import Store, load_tensors, save_tensors
@@ -31,6 +31,16 @@ LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
 def lr_factor(step: int, warmup_steps: int) -> float:
     """Linear warm-up over `warmup_steps`, then constant."""
     return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def composed(curves: list[dict], rule: dict = COMPOSED_RULE) -> bool:
+    """Whether the last `rule["evaluations"]` evaluations all show a fitted, composing run: training
+    accuracy and OOD atomic exact match at least `rule["fitted"]`, OOD exact match at least `rule["composes"]`."""
+    last = curves[-rule["evaluations"]:]
+    return len(last) == rule["evaluations"] and all(
+        e.get("training_accuracy", 0.0) >= rule["fitted"]
+        and e.get("ood_atomic", {}).get("exact_match", 0.0) >= rule["fitted"]
+        and e.get(OOD_SET, {}).get("exact_match", 0.0) >= rule["composes"] for e in last)
 
 
 def step_spec(configs: list[RunConfig], layout: Layout, device: torch.device,
@@ -242,7 +252,7 @@ class Ensemble:
         t, s = self.configs[i].train, self.progress[i].step
         if s % t.eval_every == 0 or s == t.steps:
             self._evaluate(i)
-        if s >= t.steps:
+        if s >= t.steps or (t.stop_when_composed and composed(self.progress[i].curves)):
             self._finish(i)
         elif s % t.checkpoint_every == 0:
             self._checkpoint(i)

@@ -4,7 +4,7 @@ A member is evaluated as a plain `TRM`/`GPT` module holding its EMA weights, wit
 `path_summary`, in float32: the curves then give the same numbers a later probe of the same
 weights gives.
 
-Snapshots (PROTOCOL section 5, claim 1): log-spaced evaluations (dense early, where the circuit
+Snapshots (book/appendix/protocol.md, section 5; claim 1): log-spaced evaluations (dense early, where the circuit
 forms), the first evaluation where training accuracy reaches `snapshot_at_training_accuracy`
 (memorised), the evaluation just before and the first at which OOD exact match reaches
 `snapshot_at_ood_exact_match` (grokked), and the end.
