@@ -6,15 +6,15 @@ BIN      := $(VENV)/bin
 # the tests and CI build the tiny one (make book PROFILE=tiny).
 PROFILE  ?= cpu
 PARAMS   ?=
-CHAPTERS := 00_task 01_identical_paths 02_accuracy_vs_circuit 03_limited_transfer 04_cost
 EXECUTED := chapters
-# Chapter 01's variant page (book.VARIANT_PAGE, book.VARIANT_PARAMETERS): the checkpoints before and
-# after in-distribution generalisation, its verdict filed as that variant.
-VARIANT_PAGE   := 01_identical_paths_iid
-VARIANT_PARAMS := -p grokking_set iid -p grokking_criterion 0.9
+# The chapters and chapter 01's variant page are defined once, in grokcircuits.pages.chapters; these
+# read them (recursive variables: expanded in recipes, after `setup` has made the venv).
+CHAPTERS        = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters)
+VARIANT         = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters --variant)
+VARIANT_CHAPTER = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters --variant --source)
 BOOKFLAGS ?= --warningiserror --keep-going
 
-.PHONY: setup book chapter execute variant html test test-fast golden runs bench clean
+.PHONY: setup book chapter chapters execute variant html test test-fast golden runs bench clean
 
 setup: $(VENV)/.installed
 
@@ -32,7 +32,11 @@ book: setup
 	$(MAKE) --no-print-directory html
 
 variant:
-	$(MAKE) --no-print-directory execute CH=01_identical_paths PAGE=$(VARIANT_PAGE) PARAMS="$(VARIANT_PARAMS)"
+	$(MAKE) --no-print-directory execute CH=$(VARIANT_CHAPTER) PAGE=$(firstword $(VARIANT)) PARAMS="$(wordlist 2,99,$(VARIANT))"
+
+# The chapter names, one line (CI reads them here).
+chapters: setup
+	@echo $(CHAPTERS)
 
 # Re-execute one chapter with parameter overrides, then rebuild the HTML:
 #   make chapter CH=02_accuracy_vs_circuit PARAMS="-p seeds '[0,1,2]'"
@@ -148,11 +152,11 @@ results: setup
 # _build/html already there.
 publish: setup
 ifeq ($(SKIP_BUILD),0)
-	$(BIN)/python -m grokcircuits.publish check-results --profile $(PUBLISH_PROFILE)
+	$(BIN)/python -m grokcircuits.ops.publish check-results --profile $(PUBLISH_PROFILE)
 	rm -rf _build
 	$(MAKE) --no-print-directory book PROFILE=$(PUBLISH_PROFILE) TRAIN=0
 endif
-	$(BIN)/python -m grokcircuits.publish prepare _build/html --branch $(PUBLISH_BRANCH)
+	$(BIN)/python -m grokcircuits.ops.publish prepare _build/html --branch $(PUBLISH_BRANCH)
 	$(BIN)/ghp-import --no-jekyll --push --force --remote $(PUBLISH_REMOTE) --branch $(PUBLISH_BRANCH) \
 	  --message "Publish the book (profile $(PUBLISH_PROFILE)) from $$(git rev-parse --short HEAD)" _build/html
 	@echo "Published _build/html to $(PUBLISH_REMOTE) $(PUBLISH_BRANCH)."

@@ -29,7 +29,7 @@ if importlib.util.find_spec("grokcircuits") is None:
     raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
                               f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
                               "`make setup` and choose the kernel of .venv")
-from grokcircuits.environment_check import ensure_environment
+from grokcircuits.pages.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
@@ -39,7 +39,7 @@ seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper:
 workers = 16       # most runs trained together as one ensemble (one batched step)
 
 # %% tags=["hide-input"]
-from grokcircuits import book
+from grokcircuits.pages import book
 
 ch = book.parameters("00_task", globals())
 book.setup_charts()
@@ -57,7 +57,7 @@ book.header(ch)
 
 # %% tags=["hide-input"]
 import pandas as pd
-from grokcircuits.__main__ import describe
+from grokcircuits.pages.experiments import describe
 
 sizes = describe(ch.profile)
 pd.DataFrame([{k: sizes[k] for k in ["atomic", "ood_atomic", "train_inferred", "test_inferred_iid",
@@ -77,8 +77,8 @@ pd.DataFrame([{k: sizes[k] for k in ["atomic", "ood_atomic", "train_inferred", "
 # the first; comparing it across the two models would hold them to different tests.
 
 # %% tags=["hide-input"]
-from grokcircuits.data import encode
-from grokcircuits.runs import dataset
+from grokcircuits.science.data import encode
+from grokcircuits.science.runs import dataset
 
 data = dataset(ch.profile_obj.data)
 examples = data.train_examples()[[0, -1]]
@@ -96,7 +96,7 @@ pd.DataFrame({"row [h, r1, r2, b, t]": [list(map(int, e)) for e in examples],
 
 # %% tags=["hide-input"]
 from grokcircuits.config import REGIMES
-from grokcircuits.data import build_dataset
+from grokcircuits.science.data import build_dataset
 from dataclasses import replace
 
 pd.DataFrame([{"regime": r.label, "rho1 / k1": f"{r.hop1_ratio} / {r.hop1_samples}",
@@ -112,7 +112,8 @@ pd.DataFrame([{"regime": r.label, "rho1 / k1": f"{r.hop1_ratio} / {r.hop1_sample
 # training compositions, the held-out ID compositions and the OOD compositions.
 
 # %% tags=["hide-input"]
-from grokcircuits import analysis, charts, experiments, verdicts
+from grokcircuits.pages import analysis, charts, experiments
+from grokcircuits.science import verdicts
 
 runs = book.chapter_runs(ch, lambda seeds: experiments.task_runs(ch.profile_obj, seeds))
 book.seeds_note(ch)
@@ -140,7 +141,7 @@ analysis.readable(analysis.named(per_seed).pivot_table(index=["condition", "set"
 # when only the recursive model falls short while its curve was still rising or after fewer epochs
 # than the paper's 1100 (the composition may still come); otherwise it **contradicts** the
 # contrast. The share of seeds showing it then decides, as below. The rule is
-# `grokcircuits.verdicts.task_contrast`; the cell prints only what every machine agrees on (the
+# `grokcircuits.science.verdicts.task_contrast`; the cell prints only what every machine agrees on (the
 # verdict, its branch, k of n seeds), and each seed's values follow it.
 
 # %% tags=["hide-input"]

@@ -56,7 +56,7 @@ if importlib.util.find_spec("grokcircuits") is None:
     raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
                               f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
                               "`make setup` and choose the kernel of .venv")
-from grokcircuits.environment_check import ensure_environment
+from grokcircuits.pages.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
@@ -70,7 +70,7 @@ grokking_set = "ood"      # what grokking is judged on: ood (the paper) | iid (v
 grokking_criterion = 0.5  # exact match on grokking_set at which a run counts as grokked
 
 # %% tags=["hide-input"]
-from grokcircuits import book
+from grokcircuits.pages import book
 
 ch = book.parameters("01_identical_paths", globals())
 book.setup_charts()
@@ -78,9 +78,10 @@ book.header(ch)
 
 # %% tags=["hide-input"]
 import pandas as pd
-from grokcircuits import analysis, charts, experiments, verdicts
-from grokcircuits import inference_paths as ip
-from grokcircuits.runs import dataset
+from grokcircuits.pages import analysis, charts, experiments
+from grokcircuits.science import verdicts
+from grokcircuits.science import inference_paths as ip
+from grokcircuits.science.runs import dataset
 
 runs = book.chapter_runs(ch, lambda seeds: experiments.path_runs(ch.profile_obj, seeds), whole_seeds=True)
 book.seeds_note(ch)
@@ -96,7 +97,7 @@ both = {r.config.train.seed: r for r in runs if r.config.data.regime == "both_fu
 # ## The controls: a model that composes and one that looks up
 #
 # Before any trained model, the measurement is run on two hand-built models whose path is known
-# (`grokcircuits.controls`), on the same random queries of this profile's graph. Both carry one
+# (`grokcircuits.science.controls`), on the same random queries of this profile's graph. Both carry one
 # token per position through a small recursion of the same kind (two H-cycles of three
 # L-updates). The **composer** writes the bridge b at the answer slot in its first H-cycle and
 # turns (b, r2) into t in its second. The **lookup** carries the query (h, r1, r2) unchanged and
@@ -200,7 +201,7 @@ analysis.readable(ip.similarity_rows({f"natural end vs both-hops-full end, seed 
 # end lies above that seed's chance level (a paired comparison, seed by seed); it **contradicts**
 # it when the interval lies wholly below 0.8 (the controls above show what a different path looks
 # like); otherwise it is open. The share of eligible seeds showing it then decides, as below. The
-# rule is `grokcircuits.verdicts.identical_paths`.
+# rule is `grokcircuits.science.verdicts.identical_paths`.
 
 # %% tags=["hide-input"]
 book.share_rule()

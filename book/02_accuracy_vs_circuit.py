@@ -34,7 +34,7 @@ if importlib.util.find_spec("grokcircuits") is None:
     raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
                               f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
                               "`make setup` and choose the kernel of .venv")
-from grokcircuits.environment_check import ensure_environment
+from grokcircuits.pages.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
@@ -46,7 +46,7 @@ regimes = ["natural", "both_full", "both_half", "hop1_only", "hop2_only"]
 grokking_criterion = 0.5   # OOD exact match at which a run counts as grokked: "high OOD accuracy"
 
 # %% tags=["hide-input"]
-from grokcircuits import book
+from grokcircuits.pages import book
 
 ch = book.parameters("02_accuracy_vs_circuit", globals())
 book.setup_charts()
@@ -54,7 +54,8 @@ book.header(ch)
 
 # %% tags=["hide-input"]
 import pandas as pd
-from grokcircuits import analysis, charts, experiments, verdicts
+from grokcircuits.pages import analysis, charts, experiments
+from grokcircuits.science import verdicts
 from grokcircuits.config import REGIMES
 
 runs = book.chapter_runs(ch, lambda seeds: experiments.regime_runs(ch.profile_obj, seeds, ch.regimes))
@@ -95,17 +96,17 @@ analysis.crossing_summary(runs, "test_inferred_ood", ["exact_match", "target_fou
 # compose: both hops full, once its OOD exact match is at least 0.9 over the whole interval.
 #
 # Two probes are tried, in this order. The **logit lens** reads each state with the model's own
-# output head (the bridge at the answer/END slot). The **linear probe** (`grokcircuits.linear_probe`)
+# output head (the bridge at the answer/END slot). The **linear probe** (`grokcircuits.science.linear_probe`)
 # fits a ridge readout of the bridge entity to every state and token slot on ID compositions
 # (leaving out every query whose first hop is the first hop of a test query), chooses the state and
 # slot on half of the OOD compositions and reports on the other half, from the final EMA weights.
 # The verdict reads the circuit with the first probe that passes every control.
 
 # %% tags=["hide-input"]
-from grokcircuits import linear_probe
+from grokcircuits.science import linear_probe
 
 final = analysis.final_values(runs, ["test_inferred_ood", "test_inferred_iid"], metrics)
-final = pd.concat([final, linear_probe.probe_values(runs)], ignore_index=True)
+final = pd.concat([final, analysis.probe_values(runs)], ignore_index=True)
 per_seed = pd.concat([analysis.seed_values(runs, ["test_inferred_ood"], metrics), analysis.probe_seed_values(runs)],
                      ignore_index=True)
 controls = linear_probe.circuit_probe_controls(runs[0].config)
@@ -140,7 +141,7 @@ analysis.readable(analysis.named(final).set_index(["condition", "set", "metric"]
 # epochs than the paper's 1100, is open (either may still come). The decoupling **holds** when
 # some regime's share of decoupled seeds lies above the threshold below, and **does not hold**
 # when every regime's lies below it; otherwise it is **not shown**. The rule is
-# `grokcircuits.verdicts.accuracy_vs_circuit`.
+# `grokcircuits.science.verdicts.accuracy_vs_circuit`.
 
 # %% tags=["hide-input"]
 book.share_rule()

@@ -34,7 +34,7 @@ if importlib.util.find_spec("grokcircuits") is None:
     raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
                               f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
                               "`make setup` and choose the kernel of .venv")
-from grokcircuits.environment_check import ensure_environment
+from grokcircuits.pages.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
@@ -46,7 +46,7 @@ pretrain_regimes = ["natural", "both_full"]   # the pretrained models that are f
 grokking_criterion = 0.5   # OOD exact match at which a pretraining run counts as grokked (a mature circuit)
 
 # %% tags=["hide-input"]
-from grokcircuits import book
+from grokcircuits.pages import book
 
 ch = book.parameters("03_limited_transfer", globals())
 book.setup_charts()
@@ -54,8 +54,9 @@ book.header(ch)
 
 # %% tags=["hide-input"]
 import pandas as pd
-from grokcircuits import analysis, charts, experiments, verdicts
-from grokcircuits.runs import transfer_dataset
+from grokcircuits.pages import analysis, charts, experiments
+from grokcircuits.science import verdicts
+from grokcircuits.science.runs import transfer_dataset
 
 plans = [lambda seeds, i=i: experiments.transfer_runs(ch.profile_obj, seeds, ch.pretrain_regimes)[i] for i in (0, 1)]
 runs = book.chapter_runs(ch, *plans, whole_seeds=True)   # pretraining, then fine-tuning and controls
@@ -125,7 +126,7 @@ analysis.readable(per_run.assign(mature=mature).drop(columns="is_control").set_i
 # difference is above zero), and old+new and new+new stay at or below 0.1; a seed whose only
 # shortfall is a new+old still rising at the end of fine-tuning is open; any other seed
 # **contradicts** it. With no pretraining run grokked the claim is **not shown**; otherwise the share
-# of mature seeds showing it decides, as below. The rule is `grokcircuits.verdicts.limited_transfer`.
+# of mature seeds showing it decides, as below. The rule is `grokcircuits.science.verdicts.limited_transfer`.
 
 # %% tags=["hide-input"]
 book.share_rule()

@@ -30,14 +30,14 @@ if importlib.util.find_spec("grokcircuits") is None:
     raise ModuleNotFoundError(f"grokcircuits is not installed in this kernel ({sys.executable}): run "
                               f"%pip install '{_library}' in a cell, or from a clone of https://github.com/grokcircuits/grokcircuits run "
                               "`make setup` and choose the kernel of .venv")
-from grokcircuits.environment_check import ensure_environment
+from grokcircuits.pages.environment_check import ensure_environment
 ensure_environment()
 
 # %% tags=["parameters"]
 profile = "tiny"   # tiny | cpu | gpu | paper: whose results store to read
 
 # %% tags=["hide-input"]
-from grokcircuits import book
+from grokcircuits.pages import book
 
 ch = book.parameters("04_cost", globals())
 book.setup_charts()
@@ -48,9 +48,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-from grokcircuits import analysis, charts, verdicts
+from grokcircuits.pages import analysis, chapters, charts
+from grokcircuits.science import verdicts
 
-seeds = book.point_seeds(ch, lambda seeds: [c for cs in analysis.planned_runs(ch.profile_obj, seeds).values() for c in cs])
+seeds = book.point_seeds(ch, lambda seeds: [c for cs in chapters.planned_runs(ch.profile_obj, seeds).values() for c in cs])
 runs, planned = analysis.load_planned(ch.profile_obj, ch.store, seeds)
 book.record_seeds(ch, seeds, runs)
 book.seeds_note(ch)
@@ -118,7 +119,7 @@ else:
 # without reaching it; a shorter budget bounds nothing and leaves the seed open. The verdict then
 # says that its saving is the budget's. The share of seeds showing the claim decides, as below, and
 # the claim is **not shown** when no run reached the criterion. The rule is
-# `grokcircuits.verdicts.cost`.
+# `grokcircuits.science.verdicts.cost`.
 
 # %% tags=["hide-input"]
 book.share_rule()
@@ -170,7 +171,7 @@ book.paper_table([
 # point that meets both conditions (or only the first, with the second left open), or none.
 
 # %% tags=["hide-input"]
-from grokcircuits import sweep as sweeps
+from grokcircuits.ops import sweep as sweeps
 
 sweep_tables = sweeps.load_tables()
 if not sweep_tables:
@@ -228,7 +229,7 @@ crossings_chart(sweep_frame) if len(sweep_frame) else "no sweep table yet: nothi
 # ## When does the natural objective keep composition?
 #
 # No natural-data run here has come to answer OOD compositions. The stability screen
-# (`grokcircuits.stability`, `python -m grokcircuits stability --grid stability`) asks why from the
+# (`grokcircuits.ops.stability`, `python -m grokcircuits stability --grid stability`) asks why from the
 # other side: at each point (graph, model, training) it first fits the recursive model on both hops
 # full until it answers the OOD compositions (training accuracy and OOD atomic facts at least 0.99,
 # OOD exact match at least 0.9, at two evaluations in a row), then continues those weights on the
@@ -239,7 +240,7 @@ crossings_chart(sweep_frame) if len(sweep_frame) else "no sweep table yet: nothi
 # `results/sweep/stability/stability.json`, committed; nothing is trained here.
 
 # %% tags=["hide-input"]
-from grokcircuits import stability
+from grokcircuits.ops import stability
 
 screen = stability.load_stability("stability")
 if screen is None:

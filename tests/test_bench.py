@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from grokcircuits import bench
+from grokcircuits.ops import bench
 
 
 def test_targets_are_met_missed_or_not_measured():
@@ -107,7 +107,7 @@ def test_cpu_benchmark_smoke_writes_every_figure_against_its_gemm_peak(tmp_path)
 
 
 def test_cpu_benchmark_judges_the_gate_and_names_the_fastest_setting():
-    from grokcircuits import cpu_bench
+    from grokcircuits.ops import cpu_bench
     entries = {"eager": {"1": {"threads": {"1": {"model_steps_per_s": 9.0, "share_of_peak": 0.3}}}},
                "compiled": {"1": {"threads": {"1": {"model_steps_per_s": 13.0, "share_of_peak": 0.45},
                                               "2": {"model_steps_per_s": 11.0, "share_of_peak": 0.2}}}}}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from grokcircuits import book
+from grokcircuits.pages import book
 from grokcircuits.__main__ import main
-from grokcircuits.config import ConfigError
+from grokcircuits.config import ConfigError, get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("*.py"))
@@ -109,7 +109,7 @@ def test_command_line_trains_and_then_loads(tmp_path, monkeypatch, capsys):
 
 
 # --- the grokking criterion, the verdict, the summary page ---------------------------------------
-from grokcircuits import verdicts   # noqa: E402
+from grokcircuits.science import verdicts  # noqa: E402
 
 OWNED_HERE = ["00_task", "02_accuracy_vs_circuit", "03_limited_transfer", "04_cost"]
 
@@ -215,7 +215,7 @@ def _cells(ch):
 
 
 def test_every_verdict_cell_calls_a_tested_rule():
-    """The checked cell holds no rule of its own: it calls grokcircuits.verdicts and book.verdict."""
+    """The checked cell holds no rule of its own: it calls grokcircuits.science.verdicts and book.verdict."""
     for ch in CHAPTERS:
         cell = next(c.source for c in _cells(ch) if "# NBVAL_CHECK_OUTPUT" in c.source)
         assert "verdicts." in cell and "book.verdict(ch," in cell, ch
@@ -237,8 +237,8 @@ def test_chapter_01_takes_the_grokking_set_and_files_a_variant_under_its_own_nam
         book.parameters("01_identical_paths", {**ns, "grokking_set": "OOD"})
     monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
     ch = book.parameters("01_identical_paths", {**ns, "grokking_set": "iid"})
-    from grokcircuits.inference_paths import VARIANTS
-    from grokcircuits.verdicts import Verdict
+    from grokcircuits.science.inference_paths import VARIANTS
+    from grokcircuits.science.verdicts import Verdict
     book.verdict(ch, "a claim", Verdict(None, "not_shown:x"), variant=VARIANTS["iid"])
     assert "Variant: iid: before and after in-distribution generalisation" in capsys.readouterr().out
     record = json.loads((ch.store.root / "verdicts" / "01_identical_paths.iid.json").read_text())
@@ -246,17 +246,34 @@ def test_chapter_01_takes_the_grokking_set_and_files_a_variant_under_its_own_nam
 
 
 def test_the_variant_page_is_built_with_the_parameters_the_summary_reads():
-    makefile = (ROOT / "Makefile").read_text()
+    out = subprocess.run([sys.executable, "-m", "grokcircuits", "chapters", "--variant"], capture_output=True, text=True,
+                         check=True).stdout.split()
     params = " ".join(f"-p {k} {v}" for k, v in book.VARIANT_PARAMETERS.items())
-    assert f"VARIANT_PARAMS := {params}" in makefile and f"VARIANT_PAGE   := {book.VARIANT_PAGE}" in makefile
+    assert out[0] == book.VARIANT_PAGE and " ".join(out[1:]) == params
+    assert "grokcircuits chapters --variant" in (ROOT / "Makefile").read_text()   # the Makefile reads the registry
     assert f"chapters/{book.VARIANT_PAGE}\n    title: \"{book.VARIANT_TITLE}\"" in (ROOT / "_toc.yml").read_text()
+
+
+def test_the_registry_is_the_one_list_of_chapters():
+    """The Makefile, CI and _toc.yml read or list the chapters of grokcircuits.pages.chapters, and
+    every chapter source is in it (and nothing else)."""
+    from grokcircuits.pages import chapters
+    out = subprocess.run([sys.executable, "-m", "grokcircuits", "chapters"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == chapters.names() == CHAPTERS
+    toc = (ROOT / "_toc.yml").read_text()
+    assert [line.split("chapters/")[1].strip() for line in toc.splitlines()
+            if "file: chapters/" in line and chapters.VARIANT.page not in line] == chapters.names()
+    assert "make -s --no-print-directory chapters" in (ROOT / ".ci" / "run").read_text()
+    assert set(chapters.planned_runs(get_profile("tiny"))) == {c.name for c in chapters.CHAPTERS if c.plan}
     assert f"chapters/{book.VARIANT_PAGE}" in book.summary_markdown(ROOT / "no-such-folder")
 
 
 # --- every complete run at a chapter's point: the profile's store and the sweep's -------------------
-from grokcircuits import experiments, no_train   # noqa: E402
-from grokcircuits.config import TINY   # noqa: E402
-from grokcircuits.store import Store   # noqa: E402
+from grokcircuits.pages import experiments
+from grokcircuits.training import no_train
+from grokcircuits.config import TINY  # noqa: E402
+from grokcircuits.store import Store  # noqa: E402
 
 
 def _stored(store, config, complete=True, steps=None):

@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from grokcircuits import campaign
+from grokcircuits.ops import campaign
 from grokcircuits.config import REGIMES, get_profile
 from grokcircuits.store import Store, read_json, load_tensors
 

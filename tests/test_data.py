@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from grokcircuits.config import REGIMES, ConfigError, DataConfig
-from grokcircuits.data import (COLS, SEQ_LEN, TwoHopData, Vocab, answer_slot, build_dataset, encode,
-                               is_atomic, sample_rows)
+from grokcircuits.science.data import COLS, SEQ_LEN, TwoHopData, Vocab, answer_slot, build_dataset, encode, is_atomic, sample_rows
 
 SMALL = DataConfig(n_entities=120, n_relations=12, relations_per_entity=4, ood_fraction=0.2,
                    iid_test_fraction=0.05, phi=4.0, probe_size=200)

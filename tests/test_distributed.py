@@ -17,8 +17,8 @@ import torch
 
 from grokcircuits.__main__ import main
 from grokcircuits.config import ConfigError, get_profile
-from grokcircuits.models.stacked import HashDropout
-from grokcircuits.runs import load_run
+from grokcircuits.science.models.stacked import HashDropout
+from grokcircuits.science.runs import load_run
 from grokcircuits.store import Store, load_tensors
 from grokcircuits.training.distributed import check_batches
 from grokcircuits.training.state import checkpoint_path

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from grokcircuits.config import SCIENCE_VERSION, ConfigError, RunConfig, get_profile
-from grokcircuits.engine import load_run, train, train_group
-from grokcircuits.experiments import train_many
+from grokcircuits.science.runs import load_run
+from grokcircuits.training import train, train_group
+from grokcircuits.pages.experiments import train_many
 from grokcircuits.store import Store, load_tensors, save_tensors, write_json
 
 TINY = get_profile("tiny")

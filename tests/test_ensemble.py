@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from grokcircuits.config import ConfigError, get_profile
-from grokcircuits.engine import lr_factor, train_group, training_loss
-from grokcircuits.models import build_model
-from grokcircuits.models.stacked import HashDropout, Layout, member_state_dict, stack_state_dicts, stacked_forward
+from grokcircuits.training import lr_factor, train_group, training_loss
+from grokcircuits.science.models import build_model
+from grokcircuits.science.models.stacked import HashDropout, Layout, member_state_dict, stack_state_dicts, stacked_forward
 from grokcircuits.store import Store, load_tensors
 from grokcircuits.training import build_step, group_by_shape, model_flops_per_step
 from grokcircuits.training import ensemble as ensemble_module

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from grokcircuits.config import ModelConfig
-from grokcircuits.hooks import run_with_cache, run_with_hooks
-from grokcircuits.models import build_model
+from grokcircuits.science.hooks import run_with_cache, run_with_hooks
+from grokcircuits.science.models import build_model
 
 V = 40
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grokcircuits import inference_paths as ip
+from grokcircuits.science import inference_paths as ip
 from grokcircuits.config import ConfigError, get_profile
-from grokcircuits.data import build_dataset
+from grokcircuits.science.data import build_dataset
 
 
 @dataclass

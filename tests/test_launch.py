@@ -9,12 +9,12 @@ import torch
 
 pytest.importorskip("submitit")
 
-from grokcircuits import experiments as ex  # noqa: E402
-from grokcircuits import launch  # noqa: E402
+from grokcircuits.pages import experiments as ex  # noqa: E402
+from grokcircuits.ops import launch  # noqa: E402
 from grokcircuits.__main__ import main  # noqa: E402
 from grokcircuits.config import ConfigError, get_profile  # noqa: E402
-from grokcircuits.launch import LaunchOptions, TrainJob  # noqa: E402
-from grokcircuits.runs import load_run  # noqa: E402
+from grokcircuits.ops.launch import LaunchOptions, TrainJob  # noqa: E402
+from grokcircuits.science.runs import load_run  # noqa: E402
 from grokcircuits.store import Store  # noqa: E402
 
 TINY = get_profile("tiny")

@@ -4,10 +4,10 @@ the hand-built lookup and an untrained network are not)."""
 import pytest
 import torch
 
-from grokcircuits import linear_probe as lp
+from grokcircuits.science import linear_probe as lp
 from grokcircuits.config import get_profile
-from grokcircuits.controls import Composer, Lookup
-from grokcircuits.data import build_dataset
+from grokcircuits.science.controls import Composer, Lookup
+from grokcircuits.science.data import build_dataset
 
 TINY = get_profile("tiny")
 

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from grokcircuits.losses import exact_match, sequence_loss, supervised_mask
+from grokcircuits.science.losses import exact_match, sequence_loss, supervised_mask
 
 
 def direct_stablemax_loss(logits, labels, mask):

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from grokcircuits.config import ConfigError, ModelConfig, get_profile
-from grokcircuits.models import STAGES, build_model, count_parameters
-from grokcircuits.models.trm import stage_names
+from grokcircuits.science.models import STAGES, build_model, count_parameters
+from grokcircuits.science.models.trm import stage_names
 
 TINY = get_profile("tiny")
 V = 138
@@ -69,7 +69,7 @@ def test_bad_architecture_is_rejected_with_the_allowed_values():
 
 
 def test_truncated_normal_init_has_the_intended_standard_deviation():
-    from grokcircuits.models.trm import trunc_normal_
+    from grokcircuits.science.models.trm import trunc_normal_
     torch.manual_seed(0)
     w = trunc_normal_(torch.empty(400_000), 0.05)
     assert abs(float(w.std()) / 0.05 - 1) < 0.01          # PyTorch's trunc_normal_ alone gives about 0.88
@@ -85,7 +85,7 @@ def test_trm_linear_weights_have_std_one_over_sqrt_fan_in():
 
 
 def test_bf16_numerics_stream_in_bf16_params_fp32_rmsnorm_in_fp32():
-    from grokcircuits.models.trm import rms_norm
+    from grokcircuits.science.models.trm import rms_norm
     model = build_model(TINY.trm, V)
     model.compute_dtype = torch.bfloat16
     x = torch.randint(0, V, (3, 5))
@@ -105,7 +105,7 @@ def test_bf16_numerics_stream_in_bf16_params_fp32_rmsnorm_in_fp32():
 
 
 def test_stablemax_loss_is_taken_in_float64_from_bf16_logits():
-    from grokcircuits.losses import per_slot_nll
+    from grokcircuits.science.losses import per_slot_nll
     logits = torch.randn(2, 5, 11).to(torch.bfloat16)
     labels = torch.randint(0, 11, (2, 5))
     nll = per_slot_nll(logits, labels, torch.ones(2, 5, dtype=torch.bool), "stablemax")

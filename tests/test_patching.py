@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from grokcircuits import inference_paths as ip
+from grokcircuits.science import inference_paths as ip
 from grokcircuits.config import ModelConfig, get_profile
-from grokcircuits.controls import Composer, Lookup
-from grokcircuits.data import build_dataset, encode
-from grokcircuits.hooks import run_with_cache, run_with_hooks
-from grokcircuits.models import build_model
-from grokcircuits.patching import (ALL_POSITIONS, PatchingResult, first_hop_corruptions, kept_rate_interval,
-                                   map_similarity, patching_sweep)
+from grokcircuits.science.controls import Composer, Lookup
+from grokcircuits.science.data import build_dataset, encode
+from grokcircuits.science.hooks import run_with_cache, run_with_hooks
+from grokcircuits.science.models import build_model
+from grokcircuits.science.patching import ALL_POSITIONS, PatchingResult, first_hop_corruptions, kept_rate_interval, map_similarity, patching_sweep
 
 SAME_PATH_AT = 0.8   # the similarity at which chapter 01 calls two paths the same
 

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from grokcircuits.data import Vocab
-from grokcircuits.probes import EncodedSet, lens_top1, path_summary
+from grokcircuits.science.data import Vocab
+from grokcircuits.science.probes import EncodedSet, lens_top1, path_summary
 
 VOCAB = Vocab(n_entities=20, n_relations=4, n_special=2)
 V = VOCAB.size
@@ -67,8 +67,8 @@ def test_lens_reads_the_controls_paths():
     """The hand-built controls of the patching measurement: the lens sees the composer's bridge at
     the answer slot between its two hops, and never sees a bridge in the lookup."""
     from grokcircuits.config import get_profile
-    from grokcircuits.controls import Composer, Lookup
-    from grokcircuits.data import build_dataset
+    from grokcircuits.science.controls import Composer, Lookup
+    from grokcircuits.science.data import build_dataset
     data = build_dataset(get_profile("tiny").data)
     s = EncodedSet.build(data.probe_sets()["train_inferred"][:50], data.vocab, "cpu")   # a random sample
     composer, lookup = Composer(data), Lookup(data)

@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grokcircuits import environment_check as envcheck
-from grokcircuits import experiments, no_train, publish
+from grokcircuits.pages import environment_check as envcheck
+from grokcircuits.pages import experiments
+from grokcircuits.training import no_train
+from grokcircuits.ops import publish
 from grokcircuits.config import ConfigError, get_profile
 from grokcircuits.store import Store
 
@@ -204,7 +206,7 @@ def test_first_cell_on_colab_installs_the_library_from_the_repository(tmp_path):
 
 
 def test_first_cell_leaves_only_names_the_chapter_parameters_accept(capsys):
-    from grokcircuits import book
+    from grokcircuits.pages import book
     namespace: dict = {}
     exec(envcheck.first_cell("https://github.com/example/example"), namespace)
     namespace.pop("__builtins__")
@@ -220,7 +222,7 @@ def test_chapters_start_with_the_environment_cell():
         firsts[path.stem] = code[0].source.strip() if code else ""
     if not any("ensure_environment" in text for text in (p.read_text() for p in (ROOT / "book").glob("*.py"))):
         pytest.skip("no chapter calls ensure_environment yet: its first code cell is "
-                    "`python -m grokcircuits.environment_check first-cell`")
+                    "`python -m grokcircuits.pages.environment_check first-cell`")
     wrong = [name for name, src in firsts.items() if src != envcheck.first_cell(url)]
     assert not wrong, f"first code cell differs from environment_check.first_cell({url!r}) in {wrong}"
 

@@ -5,9 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from grokcircuits import stability
+from grokcircuits.ops import stability
 from grokcircuits.config import CPU, ConfigError
-from grokcircuits.grids import get_screen
+from grokcircuits.ops.grids import get_screen
 from grokcircuits.store import Store
 from grokcircuits.training import ensemble, train_group
 
@@ -114,7 +114,7 @@ def test_toy_screen_end_to_end(tmp_path, monkeypatch, one_thread):
 
 
 def test_the_book_reads_the_table_as_frames_and_a_chart(tmp_path, monkeypatch, one_thread):
-    from grokcircuits import charts
+    from grokcircuits.pages import charts
     monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
     stability.run_screen(get_screen("toy_stability"), budget_seconds=300)
     table = stability.load_stability("toy_stability")

@@ -1,8 +1,8 @@
 """Intervals over seeds, cosine similarity of maps, threshold crossings."""
 import math
 
-from grokcircuits.analysis import cosine
-from grokcircuits.stats import first_crossing, mean_interval
+from grokcircuits.pages.analysis import cosine
+from grokcircuits.science.stats import first_crossing, mean_interval
 
 
 def test_mean_interval_is_a_student_t_interval_clipped_to_the_unit_range():
@@ -29,7 +29,7 @@ def test_first_crossing_and_cosine():
 
 def test_wilson_interval_matches_known_values():
     """Wilson score 95% intervals (z = 1.96), as tabulated (e.g. Newcombe 1998; R's binom.confint)."""
-    from grokcircuits.stats import wilson_interval
+    from grokcircuits.science.stats import wilson_interval
     for (k, n), (low, high) in {(3, 3): (0.4385, 1.0), (5, 5): (0.5655, 1.0), (4, 4): (0.5101, 1.0),
                                 (0, 3): (0.0, 0.5615), (0, 5): (0.0, 0.4345), (1, 10): (0.0179, 0.4042),
                                 (5, 10): (0.2366, 0.7634), (3, 5): (0.2307, 0.8824), (81, 263): (0.2553, 0.3662)}.items():
@@ -40,7 +40,7 @@ def test_wilson_interval_matches_known_values():
 def test_wilson_interval_of_no_seed_says_nothing_and_bad_counts_are_refused():
     import numpy as np
     import pytest
-    from grokcircuits.stats import wilson_interval
+    from grokcircuits.science.stats import wilson_interval
     share, lo, hi = wilson_interval(0, 0)
     assert math.isnan(share) and (lo, hi) == (0.0, 1.0)
     assert wilson_interval(np.int64(2), np.int64(4))[0] == 0.5            # numpy counts are counts
@@ -51,7 +51,7 @@ def test_wilson_interval_of_no_seed_says_nothing_and_bad_counts_are_refused():
 
 def test_seeds_to_clear_a_share():
     import pytest
-    from grokcircuits.stats import seeds_to_clear
+    from grokcircuits.science.stats import seeds_to_clear
     assert seeds_to_clear(0.5) == 4 and seeds_to_clear(0.4) == 3 and seeds_to_clear(0.0) == 1
     with pytest.raises(ValueError):
         seeds_to_clear(1.0)

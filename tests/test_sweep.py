@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from grokcircuits import sweep
+from grokcircuits.ops import sweep
 from grokcircuits.config import ConfigError
-from grokcircuits.grids import get_grid
+from grokcircuits.ops.grids import get_grid
 from grokcircuits.store import Store
 
 FIRST = get_grid("first")
@@ -122,7 +122,7 @@ def test_table_is_written_as_json_and_csv(tmp_path):
 
 
 def test_the_bare_gpu_path_imports_neither_pandas_nor_altair():
-    code = ("import sys, grokcircuits.sweep, grokcircuits.bench, grokcircuits.grids, grokcircuits.__main__; "
+    code = ("import sys, grokcircuits.ops.sweep, grokcircuits.ops.bench, grokcircuits.ops.grids, grokcircuits.__main__; "
             "bad = {'pandas', 'altair'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from grokcircuits import sweep_probe as sp
+from grokcircuits.ops import sweep_probe as sp
 from grokcircuits.__main__ import main
 from grokcircuits.config import ConfigError
-from grokcircuits.grids import get_grid
-from grokcircuits.models import build_model
-from grokcircuits.runs import dataset
+from grokcircuits.ops.grids import get_grid
+from grokcircuits.science.models import build_model
+from grokcircuits.science.runs import dataset
 from grokcircuits.store import Store, save_tensors
 
 TOY = get_grid("toy")

@@ -4,10 +4,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from grokcircuits import transfer_data
+from grokcircuits.science import transfer_data
 from grokcircuits.config import ConfigError, DataConfig, TransferConfig
-from grokcircuits.data import build_dataset, is_atomic
-from grokcircuits.transfer_data import TransferData, build_transfer
+from grokcircuits.science.data import build_dataset, is_atomic
+from grokcircuits.science.transfer_data import TransferData, build_transfer
 
 SMALL = DataConfig(n_entities=120, n_relations=12, relations_per_entity=4, ood_fraction=0.2,
                    iid_test_fraction=0.05, phi=4.0, probe_size=200)

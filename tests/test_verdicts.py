@@ -8,11 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from grokcircuits import analysis, verdicts as v
+from grokcircuits.pages import analysis
+from grokcircuits.science import verdicts as v
 from grokcircuits.config import REGIMES, TINY
-from grokcircuits.data import Vocab
-from grokcircuits.probes import EncodedSet, path_summary
-from grokcircuits.runs import Run
+from grokcircuits.science.data import Vocab
+from grokcircuits.science.probes import EncodedSet, path_summary
+from grokcircuits.science.runs import Run
 
 NAT = REGIMES["natural"].label
 FIVE = (0, 1, 2, 3, 4)

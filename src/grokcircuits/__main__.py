@@ -8,6 +8,11 @@
     python -m grokcircuits sweep --grid first --budget-seconds 375     # where the recursive model groks
     python -m grokcircuits campaign --profile cpu --budget-seconds 36000  # every chapter's runs, resumable
     python -m grokcircuits bench                                         # the GPU kit (make gpu-check)
+    python -m grokcircuits stability --grid stability --budget-seconds 7200   # does natural data keep composition?
+
+Each command imports the layers it uses inside its branch, unlike the rest of the package: the
+training and sweep commands must run on a machine with torch and numpy only, without the notebook
+stack (pandas, altair) that the pages import (tests/test_layers.py checks it).
 """
 from __future__ import annotations
 
@@ -16,33 +21,14 @@ import json
 import shlex
 import sys
 
-from .config import ARCHITECTURES, REGIMES, ConfigError, check_choice, get_profile
-from .store import Store, results_root
+from grokcircuits.config import ARCHITECTURES, REGIMES, ConfigError, check_choice, get_profile
+from grokcircuits.pages import chapters
+from grokcircuits.store import Store, results_root
 
-CHAPTERS = ("00", "01", "02", "03")
 
 
 def _list(text: str, cast=str) -> list:
     return [cast(x) for x in text.split(",") if x != ""]
-
-
-def describe(profile_name: str) -> dict:
-    from .runs import dataset, transfer_dataset
-    from .models import build_model, count_parameters
-    p = get_profile(profile_name)
-    data = dataset(p.data)
-    sizes = data.sizes()
-    model = build_model(p.trm, data.vocab.size)
-    out = {
-        "profile": p.name, "description": p.description,
-        "atomic": sizes["atomic"], "ood_atomic": sizes["ood_atomic"], "train_inferred": sizes["train_inferred"],
-        "test_inferred_iid": sizes["test_inferred_iid"], "test_inferred_ood": sizes["test_inferred_ood"],
-        "train_examples": sizes["train_examples"], "vocabulary": data.vocab.size,
-        "parameters": count_parameters(model), "prefix_parameters": p.trm.width if p.trm.prefix_slots else 0,
-        "gpt_parameters": count_parameters(build_model(p.gpt, data.vocab.size)),
-        "transfer": transfer_dataset(p.data, p.transfer).sizes(),
-    }
-    return out
 
 
 def _add_launcher_options(p: argparse.ArgumentParser) -> None:
@@ -64,8 +50,8 @@ def _add_launcher_options(p: argparse.ArgumentParser) -> None:
 def _trainer(args, store: Store, argv: list[str]):
     """configs -> {key: Run}: in this process (train_many) or as jobs; None when jobs were submitted
     and not waited for. The launcher options are checked here, before any training or submission."""
-    from . import experiments as ex
-    from .launch import LaunchOptions, collect_hint, launch, parse_slurm_options
+    from grokcircuits.pages import experiments as ex
+    from grokcircuits.ops.launch import LaunchOptions, collect_hint, launch, parse_slurm_options
     options = LaunchOptions(launcher=args.launcher, partition=args.partition, time_min=args.time_min,
                             gpus_per_job=args.gpus_per_job, runs_per_job=args.runs_per_job,
                             max_requeues=args.max_requeues, wait=not args.no_wait,
@@ -87,18 +73,18 @@ def _train_distributed(args, configs, store: Store) -> dict:
     if args.launcher != "inprocess":
         raise ConfigError(f"launcher={args.launcher}: --distributed trains in torchrun's processes; "
                           "allowed: inprocess")
-    from .no_train import refuse_training_if_disabled
-    from .training.distributed import train_from_cli
+    from grokcircuits.training.no_train import refuse_training_if_disabled
+    from grokcircuits.training.distributed import train_from_cli
     refuse_training_if_disabled(configs, store)
     return train_from_cli(configs, store)
 
 
 def _campaign(args) -> int:
     import torch
-    from .campaign import run_campaign
+    from grokcircuits.ops.campaign import run_campaign
     profile = get_profile(args.profile)
     if args.weights_to_commit:
-        from .campaign import all_runs, planned_waves, weights_to_commit
+        from grokcircuits.ops.campaign import all_runs, planned_waves, weights_to_commit
         print("\n".join(map(str, weights_to_commit(all_runs(planned_waves(profile)), Store(results_root(profile.name))))))
         return 0
     if args.budget_seconds is None or args.budget_seconds <= 0:
@@ -113,12 +99,12 @@ def _campaign(args) -> int:
 
 
 def _stability(args) -> int:
-    from .grids import get_screen
-    from .stability import format_markdown, run_screen, stability_table, write_stability
-    from .sweep import sweep_root, table_dir
+    from grokcircuits.ops.grids import get_screen
+    from grokcircuits.ops.stability import format_markdown, run_screen, stability_table, write_stability
+    from grokcircuits.ops.sweep import sweep_root, table_dir
     screen = get_screen(args.grid)
     if args.weights_to_commit:
-        from .campaign import weights_to_commit
+        from grokcircuits.ops.campaign import weights_to_commit
         print("\n".join(map(str, weights_to_commit(screen.configs(), Store(sweep_root())))))
         return 0
     if args.table:
@@ -133,12 +119,17 @@ def _stability(args) -> int:
 
 
 def main(argv=None) -> int:
+    from grokcircuits.science.inference_paths import DEFAULT_GROKKING_CRITERION
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:   # the kit parses its own options (bench --help)
-        from .bench import main as bench_main
+        from grokcircuits.ops.bench import main as bench_main
         return bench_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m grokcircuits")
     sub = ap.add_subparsers(dest="command", required=True)
+    q = sub.add_parser("chapters", help="the book's chapter names, space-separated (the Makefile's and CI's list)")
+    q.add_argument("--variant", action="store_true", help="instead: chapter 01's variant page, then its papermill "
+                   "parameters (-p NAME VALUE ...)")
+    q.add_argument("--source", action="store_true", help="with --variant: the chapter the variant page executes")
     d = sub.add_parser("describe", help="dataset sizes and parameter count of a profile, as JSON")
     d.add_argument("--profile", default="tiny")
     t = sub.add_parser("train", help="train (or load) runs of a profile")
@@ -152,13 +143,13 @@ def main(argv=None) -> int:
                    "torchrun (torchrun --nproc_per_node=G -m grokcircuits train ... --distributed)")
     _add_launcher_options(t)
     c = sub.add_parser("chapter", help="train every run a chapter needs")
-    c.add_argument("chapter", choices=CHAPTERS)
+    c.add_argument("chapter", choices=list(chapters.by_number()))
     c.add_argument("--profile", default="tiny")
     c.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
     c.add_argument("--workers", type=int, default=None, help="most runs trained together as one ensemble (default 16)")
     c.add_argument("--query-set", default="train_inferred", help="chapter 01: the ID queries that are patched")
     c.add_argument("--patching-queries", type=int, default=200, help="chapter 01: queries per patched checkpoint")
-    c.add_argument("--grokking-criterion", type=float, default=0.5, help="chapter 01: OOD exact match at which a run counts as grokked")
+    c.add_argument("--grokking-criterion", type=float, default=DEFAULT_GROKKING_CRITERION, help="chapter 01: OOD exact match at which a run counts as grokked")
     _add_launcher_options(c)
     w = sub.add_parser("sweep", help="train a named grid as ensembles within a budget; write and print its table")
     w.add_argument("--grid", default="toy", help="a grid named in grokcircuits.grids (first, toy)")
@@ -206,25 +197,31 @@ def main(argv=None) -> int:
                    "(results/bench); `bench --help` lists its options")
     args = ap.parse_args(argv)
     try:
+        if args.command == "chapters":
+            v = chapters.VARIANT
+            print(v.chapter if args.source else f"{v.page} {v.papermill_arguments()}" if args.variant
+                  else " ".join(chapters.names()))
+            return 0
         if args.command == "describe":
+            from grokcircuits.pages.experiments import describe
             print(json.dumps(describe(args.profile), indent=1))
             return 0
         if args.command == "sweep":
-            from .grids import get_grid
-            from .sweep import run_sweep
-            from .sweep import format_table, only, write_current_table
+            from grokcircuits.ops.grids import get_grid
+            from grokcircuits.ops.sweep import run_sweep
+            from grokcircuits.ops.sweep import format_table, only, write_current_table
             grid = get_grid(args.grid)
             if args.budget_seconds <= 0:
                 raise ConfigError(f"budget-seconds={args.budget_seconds} must be > 0")
             if args.plan:
-                from .sweep import plan
+                from grokcircuits.ops.sweep import plan
                 print(json.dumps(plan(grid), indent=1))
                 return 0
             if args.table:
                 print(format_table(write_current_table(grid)))
                 return 0
             if args.weights_to_commit:
-                from .campaign import weights_to_commit
+                from grokcircuits.ops.campaign import weights_to_commit
                 print("\n".join(map(str, weights_to_commit(grid.configs(), Store(results_root("sweep"))))))
                 return 0
             if args.arch is not None:
@@ -241,14 +238,14 @@ def main(argv=None) -> int:
         if args.command == "stability":
             return _stability(args)
         if args.command == "probe":
-            from .grids import get_grid
-            from .sweep_probe import probe_and_store
+            from grokcircuits.ops.grids import get_grid
+            from grokcircuits.ops.sweep_probe import probe_and_store
             print(json.dumps(probe_and_store(get_grid(args.grid), args.key, args.step), indent=1))
             return 0
-        from . import experiments as ex
+        from grokcircuits.pages import experiments as ex
         profile = get_profile(args.profile)
         if args.command == "chapter" and args.chapter == "01":
-            from .inference_paths import QUERY_SETS, check_grokking_criterion
+            from grokcircuits.science.inference_paths import QUERY_SETS, check_grokking_criterion
             check_choice("query-set", args.query_set, QUERY_SETS)
             check_grokking_criterion(args.grokking_criterion)
         store = Store(results_root(profile.name))
@@ -270,12 +267,11 @@ def main(argv=None) -> int:
                     return 0
                 runs = train_all(fine)
             else:
-                plan = {"00": ex.task_runs, "01": ex.path_runs, "02": ex.regime_runs}[args.chapter]
-                runs = train_all(plan(profile, seeds))
+                runs = train_all(chapters.by_number()[args.chapter].plan(profile, seeds))
             if runs is None:
                 return 0
             if args.chapter == "01":   # the patching results the chapter reads, stored beside the runs
-                from . import inference_paths as ip
+                from grokcircuits.science import inference_paths as ip
                 both = {r.config.train.seed: r for r in runs.values() if r.config.data.regime == "both_full"}
                 for r in runs.values():
                     if r.config.data.regime == "natural":

@@ -21,8 +21,8 @@ from typing import Any, Callable
 
 import torch
 
-from . import __version__
-from .config import SCIENCE_VERSION, hash_dict
+from grokcircuits import __version__
+from grokcircuits.config import SCIENCE_VERSION, hash_dict
 
 RESULTS_ENV = "GROKCIRCUITS_RESULTS"   # overrides the base folder `results` (tests point it at a temporary folder)
 

@@ -31,12 +31,12 @@ from functools import partial
 import torch
 import torch.distributed as dist
 
-from ..config import ConfigError, RunConfig
-from ..losses import at_least_float32
-from ..runs import default_device
-from ..store import Store
-from .ensemble import Ensemble
-from .group import train_group
+from grokcircuits.config import ConfigError, RunConfig
+from grokcircuits.science.losses import at_least_float32
+from grokcircuits.science.runs import default_device
+from grokcircuits.store import Store
+from grokcircuits.training.ensemble import Ensemble
+from grokcircuits.training.group import train_group
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import torch
 
-from ..config import COMPOSED_RULE, RunConfig
-from ..models import build_model, count_parameters
-from ..models.stacked import Layout, member_state_dict
-from ..store import Store, load_tensors, save_tensors
-from .evaluation import OOD_SET, evaluate, load_member_, snapshots_due
-from .members import MemberData, gather_training_sets
-from .optim import PREFIX, SCALE_INIT, Hyper, OptimizerState, UpdateSpec
-from .record import make_record
-from .state import Progress, RunTensors, checkpoint_path, load_checkpoint, save_checkpoint
-from .step import Batches, EnsembleTensors, StepRunner, StepSpec, compile_supported, prepared_runner
+from grokcircuits.config import COMPOSED_RULE, RunConfig
+from grokcircuits.science.models import build_model, count_parameters
+from grokcircuits.science.models.stacked import Layout, member_state_dict
+from grokcircuits.store import Store, load_tensors, save_tensors
+from grokcircuits.training.evaluation import OOD_SET, evaluate, load_member_, snapshots_due
+from grokcircuits.training.members import MemberData, gather_training_sets
+from grokcircuits.training.optim import PREFIX, SCALE_INIT, Hyper, OptimizerState, UpdateSpec
+from grokcircuits.training.record import make_record
+from grokcircuits.training.state import Progress, RunTensors, checkpoint_path, load_checkpoint, save_checkpoint
+from grokcircuits.training.step import Batches, EnsembleTensors, StepRunner, StepSpec, compile_supported, prepared_runner
 
 CHUNK_STEPS = 256        # steps whose batch rows are copied to the device at once
 CHUNK_SECONDS = 1.0      # ... and at most about this long, so a deadline is kept to within it

@@ -16,10 +16,10 @@ import math
 import numpy as np
 import torch
 
-from ..config import TrainConfig
-from ..models.stacked import Layout
-from ..probes import EncodedSet, path_summary
-from ..runs import TRAINING_SETS
+from grokcircuits.config import TrainConfig
+from grokcircuits.science.models.stacked import Layout
+from grokcircuits.science.probes import EncodedSet, path_summary
+from grokcircuits.science.runs import TRAINING_SETS
 
 OOD_SET = "test_inferred_ood"
 

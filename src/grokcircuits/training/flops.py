@@ -1,8 +1,8 @@
 """Matrix FLOPs of a training step, to turn measured step rates into hardware utilisation."""
 from __future__ import annotations
 
-from ..config import RunConfig
-from ..models.trm import SEQ_LEN, swiglu_hidden
+from grokcircuits.config import RunConfig
+from grokcircuits.science.models.trm import SEQ_LEN, swiglu_hidden
 
 
 def model_flops_per_step(config: RunConfig) -> float:

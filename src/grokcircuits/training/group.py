@@ -6,11 +6,11 @@ import time
 
 import torch
 
-from ..config import ConfigError, RunConfig
-from ..runs import Run, default_device, load_run
-from ..store import Store
-from .ensemble import Ensemble
-from .members import load_member_data
+from grokcircuits.config import ConfigError, RunConfig
+from grokcircuits.science.runs import Run, default_device, load_run
+from grokcircuits.store import Store
+from grokcircuits.training.ensemble import Ensemble
+from grokcircuits.training.members import load_member_data
 
 MAX_MEMBERS = 16   # runs per ensemble: enough to fill an H100 with the GPU profile's models
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..config import RunConfig
-from ..data import answer_slot, encode
-from ..losses import supervised_mask
-from ..probes import EncodedSet
-from ..runs import examples_for
+from grokcircuits.config import RunConfig
+from grokcircuits.science.data import answer_slot, encode
+from grokcircuits.science.losses import supervised_mask
+from grokcircuits.science.probes import EncodedSet
+from grokcircuits.science.runs import examples_for
 
 
 class BatchOrder:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from ..config import RunConfig
-from ..losses import at_least_float32
+from grokcircuits.config import RunConfig
+from grokcircuits.science.losses import at_least_float32
 
 ADAM_EPS = 1e-8
 PREFIX = "prefix_vector"          # trained by sign-SGD, not AdamW (as the authors' sparse embedding)

@@ -5,10 +5,10 @@ import datetime as _dt
 
 import torch
 
-from ..config import SCIENCE_VERSION, RunConfig
-from ..runs import device_name
-from ..store import code_version
-from .state import Progress
+from grokcircuits.config import SCIENCE_VERSION, RunConfig
+from grokcircuits.science.runs import device_name
+from grokcircuits.store import code_version
+from grokcircuits.training.state import Progress
 
 
 def make_record(config: RunConfig, progress: Progress, complete: bool, device: torch.device, parameters: int,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..store import load_tensors, save_tensors
+from grokcircuits.store import load_tensors, save_tensors
 
 
 @dataclass

@@ -18,10 +18,10 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from ..config import ModelConfig
-from ..losses import exact_match, loss_dtype, per_slot_nll
-from ..models.stacked import HashDropout, stacked_forward
-from .optim import Hyper, OptimizerState, UpdateSpec, apply_update_, lr_factor
+from grokcircuits.config import ModelConfig
+from grokcircuits.science.losses import exact_match, loss_dtype, per_slot_nll
+from grokcircuits.science.models.stacked import HashDropout, stacked_forward
+from grokcircuits.training.optim import Hyper, OptimizerState, UpdateSpec, apply_update_, lr_factor
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,261 @@
+"""The stability screen: does the natural objective keep a solution that composes OOD facts?
+
+    python -m grokcircuits stability --grid stability --budget-seconds 7200
+
+At one point (graph, model, training), the recursive model is first trained on the both-hops-full
+data until it is fitted and composes (`config.COMPOSED_RULE`: training accuracy and OOD atomic facts
+at least 0.99, OOD exact match at least 0.9, at two evaluations in a row; or the point's step cap,
+reported). Its final EMA weights then continue on the same graph's natural data for a fixed number
+of natural-data epochs (optimiser state and warm-up start afresh), evaluated every few epochs. A fall
+of OOD exact match while the OOD atomic facts stay stored says the natural objective pulls the model
+off composition; a start from a half-fitted model would confound that fall with forgetting. The
+control continues the same weights, for the same steps, on the both-hops-full data: it separates
+the natural objective's doing from the restart's. A point *retains* when OOD exact match is at
+least RETAINS_AT at the last reported epoch (+40 by default).
+
+Runs live in the sweep's store (results/sweep/runs), so they are cached, resumable and committed
+like any sweep run; the table goes to results/sweep/<screen>/stability.json and stability.md.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from grokcircuits.config import RunConfig, check_positive
+from grokcircuits.science.runs import default_device, load_run
+from grokcircuits.ops.screen import Screen, StabilityPoint
+from grokcircuits.store import code_version, read_json, Store, write_json
+from grokcircuits.ops.sweep import stored, sweep_root, table_dir
+from grokcircuits.science.linear_probe import run_probe
+from grokcircuits.training import train_group
+from grokcircuits.training.ensemble import composed
+
+RETAINS_AT = 0.5     # OOD exact match at the last reported epoch (the continuation's end) for a point to retain
+OOD, OOD_ATOMIC, ID = "test_inferred_ood", "ood_atomic", "test_inferred_iid"
+
+
+# --- reading curves ------------------------------------------------------------------------------
+def _exact(entry: dict, name: str) -> float | None:
+    return entry.get(name, {}).get("exact_match")
+
+
+def at_epoch(curves: list[dict], epoch: float, per_epoch: int) -> dict | None:
+    """The evaluation nearest to `epoch` epochs (of `per_epoch` steps), None past the last evaluation."""
+    if not curves or curves[-1]["step"] < epoch * per_epoch - per_epoch / 2:
+        return None
+    return min(curves, key=lambda e: abs(e["step"] - epoch * per_epoch))
+
+
+def fit_summary(record: dict | None, curves: list[dict], cap: int) -> dict:
+    """Where the fitting phase ended: `fitted` (the composed rule held), `capped` (the step cap came
+    first), `unfinished` or `not started`; its steps, epochs, seconds and final values."""
+    if record is None:
+        return {"status": "not started"}
+    last = curves[-1] if curves else {}
+    done = record.get("status") == "complete"
+    steps = record.get("steps", 0)
+    status = "unfinished" if not done else ("capped" if steps >= cap and not _composed_at_end(curves) else "fitted")
+    return {"status": status, "steps": steps, "epochs": record.get("epochs"),
+            "cpu_seconds": record.get("device_seconds", record.get("wall_seconds")),
+            "training_accuracy": last.get("training_accuracy"), "ood_atomic": _exact(last, OOD_ATOMIC),
+            "ood": _exact(last, OOD), "id": _exact(last, ID)}
+
+
+def _composed_at_end(curves: list[dict]) -> bool:
+    return composed(curves)
+
+
+def continuation_summary(record: dict | None, curves: list[dict], per_epoch: int, epochs: tuple[int, ...]) -> dict:
+    """OOD exact match and OOD atomic facts at each of `epochs`, ID and training accuracy at the end."""
+    if record is None:
+        return {"status": "not started"}
+    out = {"status": record.get("status"), "steps": record.get("steps", 0),
+           "cpu_seconds": record.get("device_seconds", record.get("wall_seconds"))}
+    for e in epochs:
+        entry = at_epoch(curves, e, per_epoch)
+        out[f"ood_{e}"] = _exact(entry, OOD) if entry else None
+        out[f"ood_atomic_{e}"] = _exact(entry, OOD_ATOMIC) if entry else None
+    last = curves[-1] if curves else {}
+    out.update(id_end=_exact(last, ID), training_accuracy_end=last.get("training_accuracy"),
+               curve=[{"epoch": round(c["step"] / per_epoch, 2), "ood": _exact(c, OOD),
+                       "ood_atomic": _exact(c, OOD_ATOMIC), "id": _exact(c, ID)} for c in curves])
+    return out
+
+
+def retains(natural: dict, last_epoch: int, at_least: float = RETAINS_AT) -> bool | None:
+    """Whether OOD exact match is at least `at_least` at `last_epoch`; None before it is reached."""
+    value = natural.get(f"ood_{last_epoch}")
+    return None if value is None else value >= at_least
+
+
+def verdict_of(fit: dict, natural: dict, last_epoch: int) -> str:
+    """The point's reading: `retains`, `falls` (composition lost while the facts stay stored), `falls
+    with forgetting` (the OOD atomic facts fell below 0.9 too), `confounded` (the fitting phase was
+    capped before the model fitted and composed), or `open` (not yet measured to the end)."""
+    if fit.get("status") == "capped":
+        return "confounded"
+    kept = retains(natural, last_epoch)
+    if fit.get("status") != "fitted" or kept is None:
+        return "open"
+    if kept:
+        return "retains"
+    atomic = natural.get(f"ood_atomic_{last_epoch}")
+    return "falls" if atomic is not None and atomic >= 0.9 else "falls with forgetting"
+
+
+# --- the table -----------------------------------------------------------------------------------
+def bridge_at_end(config: RunConfig, store: Store, device=None) -> float | None:
+    """The linear probe's OOD bridge decoded on a complete run's final weights (memoised), else None."""
+    run = load_run(config, store)
+    if run is None or run.record.get("status") != "complete" or not run.has_weights():
+        return None
+    return run_probe(run, device)["bridge_decoded"]
+
+
+def point_row(point: StabilityPoint, store: Store, probe: bool = True) -> dict:
+    fit_config, per_epoch, epochs = point.fit(), point.steps_per_epoch(), point.report_epochs()
+    fit = fit_summary(*stored(store, fit_config), cap=point.train.steps)
+    natural_config = point.continuation("natural")
+    natural = continuation_summary(*stored(store, natural_config), per_epoch, epochs)
+    row = {"point": point.name, "n_entities": point.data.n_entities, "n_relations": point.data.n_relations,
+           "ood_fraction": point.data.ood_fraction, "width": point.model.width, "blocks": point.model.blocks,
+           "h_cycles": point.model.h_cycles, "l_cycles": point.model.l_cycles, "lr": point.train.lr,
+           "weight_decay": point.train.weight_decay, "grokfast": point.train.grokfast_lambda > 0,
+           "steps_per_epoch": per_epoch, "fit_key": fit_config.key(), "fit": fit,
+           "natural_key": natural_config.key(), "natural": natural, "retains": retains(natural, epochs[-1]),
+           "verdict": verdict_of(fit, natural, epochs[-1])}
+    if probe and natural.get("status") == "complete":
+        row["natural"]["bridge_end"] = bridge_at_end(natural_config, store)
+    if point.control:
+        control_config = point.continuation("both_full")
+        row["control_key"] = control_config.key()
+        row["control"] = continuation_summary(*stored(store, control_config), per_epoch, epochs)
+    return row
+
+
+def stability_table(screen: Screen, store: Store, probe: bool = True) -> dict:
+    return {"screen": screen.name, "description": screen.description, "left_out": screen.left_out,
+            "retains_at": RETAINS_AT, "report_epochs": list(screen.points[0].report_epochs()) if screen.points else [],
+            "code_version": code_version(),
+            "rows": [point_row(p, store, probe) for p in screen.points]}
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def format_markdown(table: dict) -> str:
+    """The table as markdown: one line a point, the curves left to stability.json."""
+    e = table["report_epochs"]
+    head = (["point", "entities", "width", "blocks", "Grokfast", "fit: status", "fit: epochs", "fit: OOD", "fit: CPU-s"]
+            + [f"natural +{x}: OOD (atomic)" for x in e] + ["natural: ID at end", "bridge at end"]
+            + [f"control +{x}: OOD" for x in e] + ["verdict"])
+    lines = [f"# Stability screen `{table['screen']}`", "", table["description"], "",
+             f"A point retains when OOD exact match is at least {table['retains_at']} at +{e[-1]} natural-data "
+             "epochs. Values are exact match on the probe sets (OOD compositions; in brackets the OOD atomic facts).",
+             "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in table["rows"]:
+        fit, nat, ctl = r["fit"], r["natural"], r.get("control", {})
+        cells = ([r["point"], r["n_entities"], r["width"], r["blocks"], "on" if r["grokfast"] else "off",
+                  fit.get("status"), fit.get("epochs"), fit.get("ood"), fit.get("cpu_seconds")]
+                 + [f"{_cell(nat.get(f'ood_{x}'))} ({_cell(nat.get(f'ood_atomic_{x}'))})" for x in e]
+                 + [nat.get("id_end"), nat.get("bridge_end")] + [ctl.get(f"ood_{x}") for x in e] + [r["verdict"]])
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    if table.get("left_out"):
+        lines += ["", f"Left out: {table['left_out']}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_stability(table: dict, folder: Path) -> None:
+    write_json(folder / "stability.json", table)
+    (folder / "stability.md").write_text(format_markdown(table))
+
+
+# --- training ------------------------------------------------------------------------------------
+def train_point(point: StabilityPoint, store: Store, deadline: float, device=None, log=print) -> None:
+    """Fit, then continue (the natural run and its control as one ensemble), within `deadline`."""
+    fit = point.fit()
+    if load_run(fit, store) is None:
+        log(f"point {point.name}: fitting {fit.key()} (both hops full, at most {point.train.steps} steps)")
+        train_group([fit], store, device=device, log=log, deadline=deadline)
+    if load_run(fit, store) is None or time.time() >= deadline:
+        return
+    todo = [c for c in point.continuations() if load_run(c, store) is None]
+    if todo:
+        log(f"point {point.name}: continuing {', '.join(c.key() for c in todo)} for {point.epochs} epochs")
+        train_group(todo, store, device=device, log=log, deadline=deadline)
+
+
+def run_screen(screen: Screen, budget_seconds: float, device=None, log=print, table_screen: Screen | None = None) -> dict:
+    """Train the screen's points in order within `budget_seconds`, then write and return the table of
+    `table_screen` (the whole screen, where `screen` is a part of it). A later call resumes."""
+    check_positive("budget-seconds", budget_seconds)
+    deadline = time.time() + budget_seconds
+    store = Store(sweep_root())
+    device = device or default_device()
+    for point in screen.points:
+        if time.time() >= deadline:
+            log(f"budget spent before point {point.name}")
+            break
+        train_point(point, store, deadline, device, log)
+    table = stability_table(table_screen or screen, store)
+    write_stability(table, table_dir((table_screen or screen).name))
+    return table
+
+
+# --- what the book shows -----------------------------------------------------------------------------
+def load_stability(screen_name: str = "stability") -> dict | None:
+    """The committed table of a screen (results/sweep/<screen>/stability.json), None where there is none."""
+    path = table_dir(screen_name) / "stability.json"
+    return read_json(path) if path.exists() else None
+
+
+def retention_curves(table: dict) -> "pd.DataFrame":
+    """One row per evaluation of every continuation: point, data ('natural' or 'both hops full, control'),
+    epoch, OOD exact match and OOD atomic facts."""
+    import pandas as pd
+    rows = []
+    for r in table["rows"]:
+        for name, label in (("natural", "natural data"), ("control", "both hops full (control)")):
+            for c in r.get(name, {}).get("curve", []):
+                rows.append({"point": r["point"], "data": label, "epoch": c["epoch"], "ood": c["ood"],
+                             "ood_atomic": c["ood_atomic"]})
+    return pd.DataFrame(rows, columns=["point", "data", "epoch", "ood", "ood_atomic"])
+
+
+def retention_table(table: dict) -> "pd.DataFrame":
+    """One row a point: what it moved, the fitting phase, OOD exact match (OOD atomic facts) at each
+    report epoch of the natural continuation and the control, the bridge at the end, the reading."""
+    import pandas as pd
+    epochs = table["report_epochs"]
+    rows = []
+    for r in table["rows"]:
+        nat, ctl, fit = r["natural"], r.get("control", {}), r["fit"]
+        row = {"point": r["point"], "entities": r["n_entities"], "width": r["width"], "blocks": r["blocks"],
+               "Grokfast": "on" if r["grokfast"] else "off", "fitted": fit.get("status"),
+               "fit epochs": fit.get("epochs")}
+        for e in epochs:
+            row[f"natural +{e}"] = _pair(nat.get(f"ood_{e}"), nat.get(f"ood_atomic_{e}"))
+        row["bridge at end"] = nat.get("bridge_end")
+        for e in epochs:
+            row[f"control +{e}"] = ctl.get(f"ood_{e}")
+        row["reading"] = r["verdict"]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("point")
+
+
+def _pair(ood, atomic) -> str:
+    return "-" if ood is None else f"{ood:.2f} ({_cell(atomic)})"
+
+
+def summary_line(table: dict) -> str:
+    """How many points were measured to the end, how many retain, and how the others read."""
+    readings = [r["verdict"] for r in table["rows"]]
+    measured = [v for v in readings if v != "open"]
+    retained = [r["point"] for r in table["rows"] if r["verdict"] == "retains"]
+    counts = {v: measured.count(v) for v in dict.fromkeys(measured)}
+    return (f"{len(measured)} of {len(readings)} points measured to +{table['report_epochs'][-1]} epochs; "
+            f"{len(retained)} retain{' (' + ', '.join(retained) + ')' if retained else ''}; readings: "
+            + (", ".join(f"{v} {n}" for v, n in counts.items()) or "none yet"))
