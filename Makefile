@@ -54,7 +54,7 @@ execute:
 # The root page's "What this replication found" table (_summary.md) is read from the verdict files
 # of the profile each executed chapter ran with.
 html:
-	$(BIN)/python -c "from grokcircuits import book; book.write_summary('$(EXECUTED)', '_summary.md')"
+	$(BIN)/python -c "from grokcircuits.pages import book; book.write_summary('$(EXECUTED)', '_summary.md')"
 	$(BIN)/jupyter-book build . $(BOOKFLAGS)
 	@echo "Open _build/html/index.html in a browser."
 
