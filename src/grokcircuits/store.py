@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -84,6 +85,15 @@ class Store:
 
     def checkpoint_dir(self, key: str) -> Path:
         return self.root / "checkpoints" / key
+
+    def copy_run_from(self, source: "Store", key: str) -> None:
+        """Copy run `key` from `source` into this store, replacing what is here: its checkpoints and
+        snapshots first, then its curves and record (last: a record marks a run as present)."""
+        for folder in (source.checkpoint_dir(key), source.run_dir(key)):
+            if folder.exists():
+                target = self.root / folder.relative_to(source.root)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(folder, target)
 
     def has_run(self, key: str) -> bool:
         rec = self.run_dir(key) / "record.json"

@@ -16,7 +16,6 @@ exactly there, on this machine or on a fresh clone of a commit that holds the ch
 """
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass
 
@@ -94,11 +93,7 @@ def adopt(configs: list[RunConfig], store: Store, source: Store) -> list[str]:
         ours = store.run_dir(key) / "record.json"
         if ours.exists() and read_json(ours)["steps"] >= read_json(theirs)["steps"]:
             continue
-        for folder in (source.run_dir(key), source.checkpoint_dir(key)):
-            if folder.exists():
-                target = store.root / folder.relative_to(source.root)
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(folder, target)
+        store.copy_run_from(source, key)
         copied.append(key)
     return copied
 

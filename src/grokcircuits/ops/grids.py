@@ -126,11 +126,15 @@ def first_grid() -> Grid:
     ).validate()
 
 
+# The toy grid's and toy screen's graph and recursive model: the code paths on a CPU in seconds.
+TOY_DATA = DataConfig(n_entities=40, n_relations=8, relations_per_entity=4, ood_fraction=0.2,
+                      iid_test_fraction=0.05, phi=2.0, probe_size=100)
+TOY_TRM = ModelConfig(width=32, prefix_slots=1, expansion=2.0, token_multiple=16, h_cycles=1, l_cycles=1)
+
+
 def toy_grid() -> Grid:
     """Runs end to end on a CPU in seconds: checks the sweep's code path; far too small to grok."""
-    data = DataConfig(n_entities=40, n_relations=8, relations_per_entity=4, ood_fraction=0.2,
-                      iid_test_fraction=0.05, phi=2.0, probe_size=100)
-    trm = ModelConfig(width=32, prefix_slots=1, expansion=2.0, token_multiple=16, h_cycles=1, l_cycles=1)
+    data, trm = TOY_DATA, TOY_TRM
     gpt = ModelConfig(architecture="gpt", width=32, layers=1, heads=2, dropout=0.0)
     small = {"steps": 40, "eval_every": 20, "batch_size": 64, "warmup_steps": 5, "eval_size": 100, "compile": False}
     return Grid(
@@ -337,9 +341,7 @@ def stability_screen() -> Screen:
 
 def toy_screen() -> Screen:
     """Runs end to end on a CPU in seconds: checks the screen's code path; far too small to compose."""
-    data = DataConfig(n_entities=40, n_relations=8, relations_per_entity=4, ood_fraction=0.2,
-                      iid_test_fraction=0.05, phi=2.0, probe_size=100)
-    trm = ModelConfig(width=32, prefix_slots=1, expansion=2.0, token_multiple=16, h_cycles=1, l_cycles=1)
+    data, trm = TOY_DATA, TOY_TRM
     train = TrainConfig(steps=60, batch_size=64, lr=3e-3, warmup_steps=5, ema_decay=0.9, eval_every=20,
                         eval_size=100, snapshots=0, checkpoint_every=20, compile=False)
     return Screen(name="toy_stability", description="40 entities, width 32: the screen's code path on a CPU",

@@ -16,7 +16,6 @@ their probe results are stored beside the profile's. Neither changes a key.
 from __future__ import annotations
 
 import os
-import shutil
 
 from grokcircuits.config import PROFILES, ConfigError, RunConfig
 from grokcircuits.store import Store, read_json
@@ -118,11 +117,7 @@ def adopt_complete(configs: list[RunConfig], store: Store, source: Store) -> lis
     for key in dict.fromkeys(c.key() for c in configs):
         if store.has_run(key) or not source.has_run(key):
             continue
-        for folder in (source.checkpoint_dir(key), source.run_dir(key)):
-            if folder.exists():
-                target = store.root / folder.relative_to(source.root)
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(folder, target)
+        store.copy_run_from(source, key)
         copied.append(key)
     return copied
 
