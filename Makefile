@@ -7,11 +7,10 @@ BIN      := $(VENV)/bin
 PROFILE  ?= cpu
 PARAMS   ?=
 EXECUTED := chapters
-# The chapters and chapter 01's variant page are defined once, in grokcircuits.pages.chapters; these
+# The chapters and chapter 01's variant pages are defined once, in grokcircuits.pages.chapters; these
 # read them (recursive variables: expanded in recipes, after `setup` has made the venv).
-CHAPTERS        = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters)
-VARIANT         = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters --variant)
-VARIANT_CHAPTER = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters --variant --source)
+CHAPTERS = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters)
+VARIANTS = $(shell PYTHONPATH=src $(BIN)/python -m grokcircuits chapters --variants)
 BOOKFLAGS ?= --warningiserror --keep-going
 
 .PHONY: setup book chapter chapters execute variant html test test-fast golden runs bench clean
@@ -31,8 +30,13 @@ book: setup
 	$(MAKE) --no-print-directory variant
 	$(MAKE) --no-print-directory html
 
+# Every variant page: its chapter executed again with the variant's parameters (V=<page> for one).
 variant:
-	$(MAKE) --no-print-directory execute CH=$(VARIANT_CHAPTER) PAGE=$(firstword $(VARIANT)) PARAMS="$(wordlist 2,99,$(VARIANT))"
+	@for v in $(or $(V),$(VARIANTS)); do \
+	  $(MAKE) --no-print-directory execute PAGE=$$v \
+	    CH=$$(PYTHONPATH=src $(BIN)/python -m grokcircuits chapters --variant $$v --source) \
+	    PARAMS="$$(PYTHONPATH=src $(BIN)/python -m grokcircuits chapters --variant $$v)" || exit 1; \
+	done
 
 # The chapter names, one line (CI reads them here).
 chapters: setup

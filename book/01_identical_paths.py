@@ -68,6 +68,9 @@ query_set = "train_inferred"   # ID queries the paths are read on: train_inferre
 patching_queries = 200    # ID queries (with both corrupted partners) per patched checkpoint
 grokking_set = "ood"      # what grokking is judged on: ood (the paper) | iid (variant: held-out ID compositions)
 grokking_criterion = 0.5  # exact match on grokking_set at which a run counts as grokked
+comparison = "grokking"   # what is compared: grokking (the paper: one run before and after grokking) |
+                          # composing (variant: the both-hops-full model, which composes OOD facts, against the
+                          # natural one of the same graph and seed, which does not, both at the end)
 
 # %% tags=["hide-input"]
 from grokcircuits.pages import book
@@ -85,11 +88,18 @@ from grokcircuits.science.runs import dataset
 
 runs = book.chapter_runs(ch, lambda seeds: experiments.path_runs(ch.profile_obj, seeds), whole_seeds=True)
 book.seeds_note(ch)
-variant = None if ch.grokking_set == "ood" else ip.VARIANTS[ch.grokking_set]
-if variant:
+variant = ip.variant_of(ch.comparison, ch.grokking_set)
+if ch.grokking_set == "iid":
     book.note(f"**Variant.** This page compares the checkpoints before and after *in-distribution* generalisation "
               f"(grokking judged on the held-out ID compositions at exact match {ch.grokking_criterion}), not the "
               "paper's OOD grokking; its verdict answers that variant of the claim and is filed as such.")
+if ch.comparison == "composing":
+    book.note("**Variant.** This page compares, at the end of training, the both-hops-full model (which composes OOD "
+              "facts) with the natural model of the same graph and seed (which, at this scale, does not): not one "
+              "model before and after grokking. The paper's own evidence for the claim is this contrast (the same "
+              "bridge-then-answer path appears without a grokking delay once compositions are supervised), so the "
+              "variant tests what the claim asserts: the ability to compose unseen facts does not come with a different "
+              "path for seen ones. Its verdict is filed apart; the paper's comparison stays on the chapter's own page.")
 natural = [r for r in runs if r.config.data.regime == "natural"]
 both = {r.config.train.seed: r for r in runs if r.config.data.regime == "both_full"}
 
@@ -187,30 +197,42 @@ similarity = ip.path_similarity_table(natural, ch.query_set, ch.patching_queries
                                       grokking_set=ch.grokking_set)
 analysis.readable(similarity.set_index("seed"), missing="no pre-grokking checkpoint")
 
+# %% [markdown]
+# And the composing contrast, one row per seed: the natural model's end against the both-hops-full
+# model's end, each with its OOD exact match; `contrast` marks the seeds where the second composes
+# OOD facts (at least `grokking_criterion`) and the first does not. These rows decide the
+# *composing* variant (`comparison="composing"`).
+
 # %% tags=["hide-input"]
-analysis.readable(ip.similarity_rows({f"natural end vs both-hops-full end, seed {r.config.train.seed}":
-                                      (patched[("natural, end", r.config.train.seed)],
-                                       patched[("both hops full, end", r.config.train.seed)]) for r in natural}))
+composing = ip.composing_similarity_table(natural, both, ch.query_set, ch.patching_queries, ch.grokking_criterion)
+analysis.readable(composing.set_index("seed"))
 
 # %% [markdown]
 # ## Verdict
 #
-# A seed is **eligible** when it grokked and has a pre-grokking checkpoint; with fewer than 3
-# eligible seeds the claim is **not shown**, with the count. An eligible seed **shows** the claim
+# The paper's comparison (`comparison="grokking"`): a seed is **eligible** when it grokked and has
+# a pre-grokking checkpoint. The composing variant (`comparison="composing"`): a seed is eligible
+# when its both-hops-full model composes OOD facts and its natural model does not, and the
+# similarity judged is that of the two models' ends. Either way, with fewer than 3 eligible seeds
+# the claim is **not shown**, with the count. An eligible seed **shows** the claim
 # when the whole bootstrap interval of its pre-vs-post similarity is at or above 0.8 and its lower
 # end lies above that seed's chance level (a paired comparison, seed by seed); it **contradicts**
 # it when the interval lies wholly below 0.8 (the controls above show what a different path looks
 # like); otherwise it is open. The share of eligible seeds showing it then decides, as below. The
-# rule is `grokcircuits.science.verdicts.identical_paths`.
+# rules are `grokcircuits.science.verdicts.identical_paths` and `composing_paths`.
 
 # %% tags=["hide-input"]
 book.share_rule()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-same_path = verdicts.identical_paths(similarity, same_path_at=0.8)
-book.verdict(ch, "For ID two-hop queries, a model before grokking and after grokking use the same inference path.",
-             same_path, runs, variant)
+if ch.comparison == "grokking":
+    same_path = verdicts.identical_paths(similarity, same_path_at=0.8)
+    claim = "For ID two-hop queries, a model before grokking and after grokking use the same inference path."
+else:
+    same_path = verdicts.composing_paths(composing, same_path_at=0.8, composes_at=ch.grokking_criterion)
+    claim = "For ID two-hop queries, a model that composes OOD facts and one that does not use the same inference path."
+book.verdict(ch, claim, same_path, runs, variant)
 
 # %% tags=["hide-input"]
 book.verdict_numbers(same_path)
@@ -231,6 +253,9 @@ book.paper_table([
      "the same path (read from the logit lens; not compared directly)",
      verdicts.by_seed(dict(zip(compared["seed"], compared["similarity"]))) if len(compared)
      else "no seed grokked with a pre-grokking checkpoint"),
+    ("path similarity, natural end vs both-hops-full end, at the seeds with the composing contrast",
+     "the same bridge-then-answer path once compositions are supervised (logit lens)",
+     verdicts.by_seed(dict(zip(composing[composing["contrast"]]["seed"], composing[composing["contrast"]]["similarity"])))),
     (f"bridge found by the logit lens at the end, {ch.query_set} (any state, any slot)", "found, from early on",
      verdicts.by_seed({r.config.train.seed: r.curves[-1][ch.query_set]["bridge_found"] for r in natural})),
 ], index="measure")

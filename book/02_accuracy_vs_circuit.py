@@ -95,6 +95,14 @@ analysis.crossing_summary(runs, "test_inferred_ood", ["exact_match", "target_fou
 # shape has none, and both must not be. It must also find the bridge in the trained model known to
 # compose: both hops full, once its OOD exact match is at least 0.9 over the whole interval.
 #
+# The toys are easy to pass: any linear read-out fails a one-hot lookup. So each probe must also
+# come out low, seed by seed, on two **trained** models without the circuit: the natural run at its
+# earliest stored snapshot with the OOD atomic facts stored (at least 0.5) but the held-out ID
+# compositions not yet answered (below 0.9), and the **standard transformer**, read through its named
+# states (its embedding and each block, at the slot of the token each state predicts). A trained
+# negative whose weights are not at hand is "not measured" at that seed; one measured at no seed
+# leaves the probe unchecked, and a verdict that would be decided stays **not shown**.
+#
 # Two probes are tried, in this order. The **logit lens** reads each state with the model's own
 # output head (the bridge at the answer/END slot). The **linear probe** (`grokcircuits.science.linear_probe`)
 # fits a ridge readout of the bridge entity to every state and token slot on ID compositions
@@ -109,9 +117,13 @@ final = analysis.final_values(runs, ["test_inferred_ood", "test_inferred_iid"], 
 final = pd.concat([final, analysis.probe_values(runs)], ignore_index=True)
 per_seed = pd.concat([analysis.seed_values(runs, ["test_inferred_ood"], metrics), analysis.probe_seed_values(runs)],
                      ignore_index=True)
-controls = linear_probe.circuit_probe_controls(runs[0].config)
+standard = book.control_runs(ch, lambda seeds: [ch.profile_obj.run("gpt", "natural", s) for s in seeds])
+trained_negatives = linear_probe.trained_negative_controls([r for r in runs if r.config.data.regime == "natural"], standard)
+controls = {p: {**c, **trained_negatives[p]} for p, c in linear_probe.circuit_probe_controls(runs[0].config).items()}
 full_label = REGIMES["both_full"].label
-pd.DataFrame([{"probe": verdicts.CIRCUIT_PROBES[p], **{k: analysis.format_measure(x) for k, x in c.items()},
+pd.DataFrame([{"probe": verdicts.CIRCUIT_PROBES[p],
+               **{k: (verdicts.by_seed(x) if x else "not measured") if isinstance(x, dict) else analysis.format_measure(x)
+                  for k, x in c.items()},
                f"{full_label} (trained)": analysis.seed_listing(per_seed, full_label, "test_inferred_ood", p)}
               for p, c in controls.items()]).set_index("probe")
 
@@ -174,7 +186,7 @@ book.paper_table([(REGIMES[r].label, paper_says[r],
                   for r in ch.regimes], index="regime")
 
 # %% tags=["hide-input"]
-book.provenance(ch, runs)
+book.provenance(ch, runs + standard)
 
 # %% tags=["hide-cell"]
 book.package_versions()

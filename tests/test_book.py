@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from grokcircuits.pages import book
+from grokcircuits.pages import book, chapters
 from grokcircuits.__main__ import main
 from grokcircuits.config import ConfigError, get_profile
 
@@ -195,8 +195,9 @@ def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path
         {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "tiny"}}}, "nbformat": 4, "nbformat_minor": 5}))
     text = book.summary_markdown(executed)
     rows = {line.split(" | ")[0]: line for line in text.splitlines()[2:]}
-    assert len(rows) == len(book.CHAPTER_PARAMETERS) + 1                       # and chapter 01's variant page
-    assert "not executed yet" in rows[f"| {{doc}}`{book.VARIANT_TITLE} </chapters/{book.VARIANT_PAGE}>`"]
+    assert len(rows) == len(book.CHAPTER_PARAMETERS) + len(chapters.VARIANTS)   # and chapter 01's variant pages
+    for v in chapters.VARIANTS:
+        assert "not executed yet" in rows[f"| {{doc}}`{v.title} </chapters/{v.page}>`"]
     row = rows["| {doc}`/chapters/03_limited_transfer`"]
     assert "**DOES NOT HOLD** (`does_not_hold:old_new_composed`)" in row
     assert "mature models: new+old exact match: 0.80 [0.70, 0.90]; other: 3" in row and "hidden" not in row
@@ -232,7 +233,7 @@ def test_boilerplate_cells_are_folded(ch):
 
 def test_chapter_01_takes_the_grokking_set_and_files_a_variant_under_its_own_name(tmp_path, monkeypatch, capsys):
     ns = {"profile": "tiny", "seeds": None, "workers": 1, "query_set": "train_inferred", "patching_queries": 10,
-          "grokking_criterion": 0.9}
+          "grokking_criterion": 0.9, "comparison": "grokking"}
     with pytest.raises(ConfigError, match=r"grokking_set='OOD' is not allowed; allowed values: 'ood', 'iid'"):
         book.parameters("01_identical_paths", {**ns, "grokking_set": "OOD"})
     monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
@@ -245,13 +246,31 @@ def test_chapter_01_takes_the_grokking_set_and_files_a_variant_under_its_own_nam
     assert record["variant"] == VARIANTS["iid"] and not (ch.store.root / "verdicts" / "01_identical_paths.json").exists()
 
 
-def test_the_variant_page_is_built_with_the_parameters_the_summary_reads():
-    out = subprocess.run([sys.executable, "-m", "grokcircuits", "chapters", "--variant"], capture_output=True, text=True,
-                         check=True).stdout.split()
-    params = " ".join(f"-p {k} {v}" for k, v in book.VARIANT_PARAMETERS.items())
-    assert out[0] == book.VARIANT_PAGE and " ".join(out[1:]) == params
+def test_chapter_01_takes_the_comparison_and_refuses_a_composing_one_judged_in_distribution():
+    from grokcircuits.science.inference_paths import VARIANTS, variant_of
+    ns = {"profile": "tiny", "seeds": None, "workers": 1, "query_set": "train_inferred", "patching_queries": 10,
+          "grokking_criterion": 0.5, "grokking_set": "ood"}
+    with pytest.raises(ConfigError, match=r"comparison='paths' is not allowed; allowed values: 'grokking', 'composing'"):
+        book.parameters("01_identical_paths", {**ns, "comparison": "paths"})
+    ch = book.parameters("01_identical_paths", {**ns, "comparison": "composing"})
+    assert variant_of(ch.comparison, ch.grokking_set) == VARIANTS["composing"]
+    assert variant_of("grokking", "ood") is None and variant_of("grokking", "iid") == VARIANTS["iid"]
+    with pytest.raises(ConfigError, match="needs grokking_set='ood', not 'iid'"):
+        variant_of("composing", "iid")
+
+
+@pytest.mark.parametrize("v", chapters.VARIANTS, ids=lambda v: v.page)
+def test_each_variant_page_is_built_with_the_parameters_the_summary_reads(v):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "grokcircuits", "chapters", *a], capture_output=True,
+                                    text=True, check=True).stdout.strip()
+    assert v.page in run("--variants").split()
+    assert run("--variant", v.page) == " ".join(f"-p {k} {x}" for k, x in v.parameters.items())
+    assert run("--variant", v.page, "--source") == v.chapter
     assert "grokcircuits chapters --variant" in (ROOT / "Makefile").read_text()   # the Makefile reads the registry
-    assert f"chapters/{book.VARIANT_PAGE}\n    title: \"{book.VARIANT_TITLE}\"" in (ROOT / "_toc.yml").read_text()
+    assert f"chapters/{v.page}\n    title: \"{v.title}\"" in (ROOT / "_toc.yml").read_text()
+    assert v.verdict.startswith(v.chapter + ".")                                # filed apart from the chapter's own
+    bad = subprocess.run([sys.executable, "-m", "grokcircuits", "chapters", "--variant", "nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "allowed values: " + ", ".join(x.page for x in chapters.VARIANTS) in bad.stderr
 
 
 def test_the_registry_is_the_one_list_of_chapters():
@@ -263,10 +282,10 @@ def test_the_registry_is_the_one_list_of_chapters():
     assert out == chapters.names() == CHAPTERS
     toc = (ROOT / "_toc.yml").read_text()
     assert [line.split("chapters/")[1].strip() for line in toc.splitlines()
-            if "file: chapters/" in line and chapters.VARIANT.page not in line] == chapters.names()
+            if "file: chapters/" in line and not any(v.page in line for v in chapters.VARIANTS)] == chapters.names()
     assert "make -s --no-print-directory chapters" in (ROOT / ".ci" / "run").read_text()
     assert set(chapters.planned_runs(get_profile("tiny"))) == {c.name for c in chapters.CHAPTERS if c.plan}
-    assert f"chapters/{book.VARIANT_PAGE}" in book.summary_markdown(ROOT / "no-such-folder")
+    assert all(f"chapters/{v.page}" in book.summary_markdown(ROOT / "no-such-folder") for v in chapters.VARIANTS)
 
 
 # --- every complete run at a chapter's point: the profile's store and the sweep's -------------------

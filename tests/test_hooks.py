@@ -74,3 +74,34 @@ def test_unknown_state_names_and_wrong_shapes_raise(model, inputs):
         run_with_cache(model, inputs, names=["H0_L7"])
     with pytest.raises(ValueError, match="returned shape"):
         run_with_hooks(model, inputs, {"H0_L0": lambda z, name: z[:, :3]})
+
+
+# --- the standard transformer shows its states in the same layout --------------------------------
+@pytest.fixture(scope="module")
+def gpt():
+    torch.manual_seed(0)
+    return build_model(ModelConfig(architecture="gpt", width=32, layers=2, heads=2, prefix_slots=2), V).eval()
+
+
+@torch.no_grad()
+def test_the_standard_transformer_names_its_states_in_the_probes_layout(gpt, inputs):
+    logits, cache = run_with_cache(gpt, inputs)
+    assert list(cache) == gpt.stages == ["Embed", "Block0", "Block1"]
+    assert all(s.shape == (6, 2 + 5, 32) for s in cache.values())                  # prefix + 5 label slots
+    assert all((s[:, :3] == 0).all() for s in cache.values())                      # prefix and label slot 0 empty
+    # label slot 3 holds the state of token 2 (r2): the one that predicts the answer
+    assert torch.allclose(gpt.readout(cache["Block1"])[:, 3], logits[:, 3], atol=1e-5)
+    labels = inputs.clone()
+    labels[:, 3:] = (inputs[:, 3:] + 1) % V                                         # another answer and END
+    with_labels, _ = gpt(inputs, labels)
+    assert torch.allclose(with_labels[:, :4], logits[:, :4], atol=1e-6)            # the answer never sees later tokens
+
+
+@torch.no_grad()
+def test_a_hook_on_the_standard_transformer_changes_its_run(gpt, inputs):
+    plain = run_with_hooks(gpt, inputs)
+    assert torch.equal(run_with_hooks(gpt, inputs, {"Block0": lambda s, n: None}), plain)
+    zeroed = run_with_hooks(gpt, inputs, {"Block0": lambda s, n: torch.zeros_like(s)})
+    assert not torch.allclose(zeroed[:, 3], plain[:, 3])
+    with pytest.raises(ValueError, match="allowed values: Embed, Block0, Block1"):
+        run_with_hooks(gpt, inputs, {"Block9": lambda s, n: None})

@@ -64,3 +64,65 @@ def test_the_reference_reads_the_composer_on_both_paths_and_the_lookup_on_neithe
     assert composer["ood_at_id_cell"] == 1.0
     lookup = lp.bridge_reference(Lookup(data), data, "cpu")
     assert lookup["id"]["bridge_decoded"] < 0.3 and lookup["ood"]["bridge_decoded"] < 0.3
+
+
+# --- trained negative controls ----------------------------------------------------------------------
+class ProbedRun:
+    """What trained_negative_controls reads of a Run, with an untrained model of the run's shape as
+    its weights (a model without the circuit) and weight files marked by `stored`."""
+    def __init__(self, store, config, key, curves, snapshots, stored=()):
+        self.store, self.config, self.key, self.curves = store, config, key, curves
+        self.record = {"snapshot_steps": list(snapshots)}
+        folder = store.checkpoint_dir(key)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in stored:
+            (folder / name).write_bytes(b"")
+        self.loaded = []
+
+    def snapshot_steps(self):
+        return self.record["snapshot_steps"]
+
+    def has_weights(self):
+        return (self.store.checkpoint_dir(self.key) / "final.pt").exists()
+
+    def load_model(self, step=None, device=None):
+        from grokcircuits.science.models import build_model
+        self.loaded.append(step)
+        torch.manual_seed(0)
+        return build_model(self.config.model, build_dataset(self.config.data).vocab.size).eval()
+
+
+def evaluation(step, facts, iid, lens=0.02):
+    return {"step": step, "ood_atomic": {"exact_match": facts}, "test_inferred_iid": {"exact_match": iid},
+            "test_inferred_ood": {"exact_match": 0.0, "bridge_found_tail_slots": lens}}
+
+
+def test_the_earliest_negative_snapshot_has_the_facts_stored_no_path_formed_and_weights_at_hand(tmp_path):
+    from grokcircuits.store import Store
+    curves = [evaluation(100, 0.1, 0.05), evaluation(200, 0.6, 0.3), evaluation(300, 0.9, 0.6), evaluation(400, 1.0, 0.95)]
+    config = TINY.run("trm", "natural", 0)
+    run = ProbedRun(Store(tmp_path), config, "a", curves, [100, 200, 300, 400], stored=["snapshot_300.pt", "snapshot_400.pt"])
+    assert lp.earliest_negative_snapshot(run) == 300          # 100: facts not stored; 200: no weights; 400: ID answered
+    assert lp.earliest_negative_snapshot(run, facts_at=0.95) is None
+    assert lp.earliest_negative_snapshot(run, id_below=0.5) is None
+    assert lp.earliest_negative_snapshot(ProbedRun(Store(tmp_path), config, "b", curves, [100, 400], ["snapshot_400.pt"])) is None
+
+
+def test_trained_negative_controls_read_each_seed_where_weights_are_at_hand(tmp_path):
+    from grokcircuits.store import Store
+    store = Store(tmp_path)
+    early = [evaluation(100, 0.8, 0.2, lens=0.04), evaluation(200, 1.0, 1.0)]
+    natural = [ProbedRun(store, TINY.run("trm", "natural", 0), "n0", early, [100, 200], ["snapshot_100.pt"]),
+               ProbedRun(store, TINY.run("trm", "natural", 1), "n1", early, [100, 200])]         # no weights
+    standard = [ProbedRun(store, TINY.run("gpt", "natural", 0), "g0", early, [], ["final.pt"]),
+                ProbedRun(store, TINY.run("gpt", "natural", 1), "g1", early, [])]                 # no weights
+    out = lp.trained_negative_controls(natural, standard, "cpu")
+    assert set(out) == {"bridge_found_tail_slots", "bridge_decoded"}
+    lens, linear = out["bridge_found_tail_slots"], out["bridge_decoded"]
+    assert lens["natural, earliest snapshot"] == {0: 0.04}                 # the run's own evaluation at step 100
+    assert set(linear["natural, earliest snapshot"]) == {0} and natural[0].loaded == [100]
+    assert set(lens["standard transformer"]) == set(linear["standard transformer"]) == {0}
+    assert all(x < 0.3 for probe in out.values() for seeds in probe.values() for x in seeds.values())   # untrained: no bridge
+    # a second call reads the stored results: the weights are not loaded again
+    standard[0].loaded.clear()
+    assert lp.trained_negative_controls(natural, standard, "cpu") == out and standard[0].loaded == []

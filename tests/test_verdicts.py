@@ -228,10 +228,48 @@ def test_identical_paths_threshold_is_a_parameter_and_columns_are_checked():
         v.identical_paths(t.drop(columns="chance_high"))
 
 
+def composing(*rows):
+    """Rows (natural OOD, composer OOD, similarity, low, high, chance's upper end), seeds 0, 1, ..."""
+    return pd.DataFrame([(i, n, c, c >= 0.5 and n < 0.5, *rest) for i, (n, c, *rest) in enumerate(rows)],
+                        columns=list(v.COMPOSING_PATH_COLUMNS))
+
+
+C_SAME = (0.02, 1.0, 0.95, 0.9, 0.99, 0.4)     # natural does not compose, both hops full does; same path
+C_DIFFER = (0.02, 1.0, 0.5, 0.4, 0.6, 0.3)
+
+
+@pytest.mark.parametrize("table, holds, branch", [
+    (composing(C_SAME, C_SAME, C_SAME, C_SAME, (0.9, 1.0, 0.1, 0.0, 0.2, 0.3)), True, "holds"),  # seed 4: both compose
+    (composing(*[C_DIFFER] * 5), False, "does_not_hold:paths_differ"),
+    (composing(C_SAME, C_SAME, C_SAME, C_DIFFER, C_DIFFER), None, "not_shown:share_straddles"),
+    (composing(C_SAME, C_SAME, C_SAME), None, "not_shown:too_few_seeds"),
+    (composing(*[(0.02, 1.0, 0.85, 0.7, 0.95, 0.4)] * 5), None, "not_shown:interval_straddles"),
+    (composing(*[(0.02, 1.0, 0.95, 0.9, 0.99, 0.92)] * 5), None, "not_shown:not_above_chance"),
+    (composing(C_SAME, (0.02, 0.3, 0.95, 0.9, 0.99, 0.4), C_SAME), None, "not_shown:too_few_eligible_seeds"),
+    (composing(), None, "not_shown:too_few_eligible_seeds"),
+])
+def test_composing_paths_branches(table, holds, branch):
+    out = v.composing_paths(table)
+    assert (out.holds, out.branch) == (holds, branch)
+    assert out.tally.startswith(f"{int(table['contrast'].sum())} of {len(table)} seeds eligible")
+
+
+def test_composing_paths_names_why_a_seed_is_not_eligible_and_checks_columns():
+    out = v.composing_paths(composing(C_SAME, (0.02, 0.3, 0.9, 0.8, 0.95, 0.4), (0.7, 1.0, 0.2, 0.1, 0.3, 0.4)))
+    assert out.note.startswith("1 of 3 seeds show the contrast")
+    assert "seed 1: not eligible (the both-hops-full run does not compose" in out.per_seed
+    assert "seed 2: not eligible (the natural run composes too" in out.per_seed
+    assert out.numbers["seed 2: OOD exact match, both hops full / natural"] == "1.00 / 0.70"
+    assert v.composing_paths(composing(*[C_SAME] * 5), same_path_at=0.995).branch == "does_not_hold:paths_differ"
+    with pytest.raises(ValueError, match="contrast"):
+        v.composing_paths(composing(C_SAME).drop(columns="contrast"))
+
+
 # --- chapter 02 -----------------------------------------------------------------------------------
 FULL = REGIMES["both_full"].label
 LENS, LINEAR = "bridge_found_tail_slots", "bridge_decoded"
-GOOD = {"composer": 1.0, "lookup": 0.01, "untrained": 0.0}     # a probe that passes its hand-built controls
+GOOD = {"composer": 1.0, "lookup": 0.01, "untrained": 0.0,    # a probe that passes its hand-built controls
+        "natural, earliest snapshot": {0: 0.02, 1: 0.01}, "standard transformer": {0: 0.05}}   # and its trained ones
 CONTROLS = {LENS: GOOD, LINEAR: GOOD}
 
 
@@ -311,6 +349,37 @@ def test_a_probe_failing_a_hand_built_control_is_not_used(control, value):
     assert out.branch == "holds:accuracy_without_circuit"        # read by the linear probe
     both_failed = v.accuracy_vs_circuit(table, {LENS: failed[LENS], LINEAR: failed[LENS]})
     assert both_failed.branch == "not_shown:probe_blind" and "misses" in both_failed.numbers["why the probes fail"]
+
+
+@pytest.mark.parametrize("negative", list(v.TRAINED_NEGATIVES))
+def test_a_probe_reading_the_bridge_in_a_trained_negative_is_not_used(negative):
+    table = regimes(b=(HIGH, (HIGH, ZERO)))          # the lens says circuit, the linear probe says none
+    failed = {LENS: {**GOOD, negative: {0: 0.01, 1: 0.7}}, LINEAR: GOOD}   # high at one seed is enough
+    out = v.accuracy_vs_circuit(table, failed)
+    assert out.branch == "holds:accuracy_without_circuit"        # read by the linear probe
+    assert f"finds it in the {negative}" in out.numbers["circuit read by"]
+    assert out.numbers[f"{v.CIRCUIT_PROBES[LENS]}: {negative}"] == "seed 0: 0.01, seed 1: 0.70"
+
+
+@pytest.mark.parametrize("negative", list(v.TRAINED_NEGATIVES))
+def test_a_trained_negative_not_measured_leaves_a_decided_verdict_not_shown(negative):
+    table = regimes(a=(HIGH, ZERO))                  # decoupled at every seed: HOLDS with every control measured
+    assert v.accuracy_vs_circuit(table, CONTROLS).branch == "holds:accuracy_without_circuit"
+    unmeasured = {m: {**GOOD, negative: {}} for m in (LENS, LINEAR)}
+    out = v.accuracy_vs_circuit(table, unmeasured)
+    assert (out.holds, out.branch) == (None, "not_shown:trained_controls_not_measured")
+    assert "with them the reading would be: holds" in out.note
+    assert out.numbers["trained negative controls not measured"] == negative
+    assert out.numbers["b: decoupled seeds" if "b: decoupled seeds" in out.numbers else "a: decoupled seeds"] == "5/5"
+    missing_key = {m: {k: x for k, x in GOOD.items() if k != negative} for m in (LENS, LINEAR)}
+    assert v.accuracy_vs_circuit(table, missing_key).branch == "not_shown:trained_controls_not_measured"
+    # an open verdict keeps its own reason; a probe that fails a measured control still gives way
+    straddles = regimes(a=(HIGH, HIGH), b=(ZERO, MIXED))
+    assert v.accuracy_vs_circuit(straddles, unmeasured).branch == "not_shown:share_straddles"
+    lens_fails = {LENS: {**GOOD, "lookup": 0.9}, LINEAR: {**GOOD, negative: {}}}
+    out = v.accuracy_vs_circuit(regimes(b=(HIGH, (HIGH, ZERO))), lens_fails)
+    assert out.branch == "not_shown:trained_controls_not_measured" and out.numbers["circuit read by"].startswith(
+        v.CIRCUIT_PROBES[LINEAR])
 
 
 def test_accuracy_vs_circuit_is_open_while_an_unformed_regime_still_rises():

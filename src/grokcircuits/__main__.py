@@ -127,8 +127,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m grokcircuits")
     sub = ap.add_subparsers(dest="command", required=True)
     q = sub.add_parser("chapters", help="the book's chapter names, space-separated (the Makefile's and CI's list)")
-    q.add_argument("--variant", action="store_true", help="instead: chapter 01's variant page, then its papermill "
-                   "parameters (-p NAME VALUE ...)")
+    q.add_argument("--variants", action="store_true", help="instead: the variant pages' names, space-separated")
+    q.add_argument("--variant", metavar="PAGE", help="instead: that variant page's papermill parameters (-p NAME VALUE ...)")
     q.add_argument("--source", action="store_true", help="with --variant: the chapter the variant page executes")
     d = sub.add_parser("describe", help="dataset sizes and parameter count of a profile, as JSON")
     d.add_argument("--profile", default="tiny")
@@ -198,9 +198,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         if args.command == "chapters":
-            v = chapters.VARIANT
-            print(v.chapter if args.source else f"{v.page} {v.papermill_arguments()}" if args.variant
-                  else " ".join(chapters.names()))
+            if args.variant:
+                v = chapters.variant(args.variant)
+                print(v.chapter if args.source else v.papermill_arguments())
+            else:
+                print(" ".join(v.page for v in chapters.VARIANTS) if args.variants else " ".join(chapters.names()))
             return 0
         if args.command == "describe":
             from grokcircuits.pages.experiments import describe

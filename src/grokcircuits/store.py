@@ -119,10 +119,14 @@ class Store:
         return out
 
     # --- probe results ---
+    def memo_path(self, kind: str, config: dict) -> Path:
+        """Where the result for (kind, config) is stored (`memo`); it exists once computed."""
+        return self.root / "memo" / kind / f"{hash_dict({'science_version': SCIENCE_VERSION, **config})}.json"
+
     def memo(self, kind: str, config: dict, compute: Callable[[], Any]) -> Any:
         """Return the stored result for (kind, config); compute and store it if absent. The science
         version is part of the key, so a result made by older probe code is never served."""
-        path = self.root / "memo" / kind / f"{hash_dict({'science_version': SCIENCE_VERSION, **config})}.json"
+        path = self.memo_path(kind, config)
         if path.exists():
             return read_json(path)["result"]
         result = compute()

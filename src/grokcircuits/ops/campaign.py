@@ -146,7 +146,7 @@ def weights_to_commit(configs: list[RunConfig], store: Store) -> list:
     patches (before OOD grokking, and before ID generalisation for its variant); of every unfinished
     run, its resumable checkpoint and, of a natural-data pretraining run, the snapshots chapter 01
     could pick so far (its ID pre-generalisation snapshot and the latest)."""
-    variant = (chapters.VARIANT.parameters["grokking_criterion"], chapters.VARIANT.parameters["grokking_set"])
+    variant = (chapters.IID_VARIANT.parameters["grokking_criterion"], chapters.IID_VARIANT.parameters["grokking_set"])
     files = []
     for c in configs:
         folder, record_path = store.checkpoint_dir(c.key()), store.run_dir(c.key()) / "record.json"

@@ -16,7 +16,7 @@ from importlib import metadata
 from grokcircuits.pages import chapters
 from grokcircuits.config import PROFILES, REGIMES, ConfigError, get_profile
 from grokcircuits.science.runs import default_device, device_name, load_run
-from grokcircuits.science.inference_paths import QUERY_SETS, check_grokking_criterion, check_grokking_set
+from grokcircuits.science.inference_paths import QUERY_SETS, check_comparison, check_grokking_criterion, check_grokking_set
 from grokcircuits.store import Store, code_version, read_json, results_root, write_json
 from grokcircuits.science.verdicts import SHARE_AT, Verdict
 from grokcircuits.pages import experiments
@@ -79,12 +79,17 @@ def _grokking_set(name, v):
     return check_grokking_set(v)
 
 
-CHECKS = {"grokking_set": _grokking_set, "query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
+def _comparison(name, v):
+    """grokking (the paper's: one run before and after grokking) | composing (the variant: a composing
+    model against a non-composing one)."""
+    return check_comparison(v)
+
+
+CHECKS = {"comparison": _comparison, "grokking_set": _grokking_set, "query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
           "workers": _positive_int, "patching_queries": _positive_int, "grokking_criterion": _grokking_criterion}
 
-# The pages' names, parameters and chapter 01's variant are defined once, in `chapters`.
+# The pages' names, parameters and chapter 01's variants are defined once, in `chapters`.
 CHAPTER_PARAMETERS = {c.name: c.parameters for c in chapters.CHAPTERS}
-VARIANT_PAGE, VARIANT_PARAMETERS, VARIANT_TITLE = chapters.VARIANT.page, chapters.VARIANT.parameters, chapters.VARIANT.title
 
 
 def _coerce(v):
@@ -237,6 +242,18 @@ def chapter_runs(ch: Chapter, *plans, whole_seeds: bool = False) -> list:
     used = [runs[c.key()] for c in configs if runs[c.key()] is not None and c.train.seed not in dropped]
     record_seeds(ch, seeds, used, missing, dropped)
     return used
+
+
+def control_runs(ch: Chapter, plan) -> list:
+    """The runs of `plan` (seeds -> [RunConfig]) a page reads as controls beside its point, at the
+    seeds it decides from (`chapter_runs` first): trained where missing, except in the no-train mode,
+    where those complete in the profile's store or the sweep's are read and the others left out (the
+    control then says at which seeds it was measured). They never change the page's seeds."""
+    configs = plan(_seeds_of(ch))
+    if not training_disabled():
+        return [r for r in experiments.train_many(configs, ch.store, ch.params.get("workers")).values() if r is not None]
+    adopt_complete(configs, ch.store, sweep_store())
+    return [r for r in (load_run(c, ch.store) for c in configs) if r is not None]
 
 
 def record_seeds(ch: Chapter, seeds, used, missing=(), dropped=()) -> None:
@@ -392,7 +409,7 @@ def summary_markdown(executed_dir="chapters") -> str:
     from pathlib import Path
     rows = []
     pages = [(name, name, None) for name in CHAPTER_PARAMETERS]
-    pages.insert(2, (VARIANT_PAGE, f"01_identical_paths.{VARIANT_PARAMETERS['grokking_set']}", VARIANT_TITLE))
+    pages[2:2] = [(v.page, v.verdict, v.title) for v in chapters.VARIANTS]
     for name, verdict_file, title in pages:
         nb = Path(executed_dir) / f"{name}.ipynb"
         profile = _executed_profile(nb) if nb.exists() else None

@@ -1,10 +1,11 @@
 """The book's pages, defined once: every chapter's name, title, page parameters and the runs it
-plans, and chapter 01's variant page. The Makefile and CI read the names from here
+plans, and chapter 01's variant pages. The Makefile and CI read the names from here
 (`python -m grokcircuits chapters`), the command line and the campaign read the plans, the pages
 read the parameters; `tests/test_book.py` holds `_toc.yml` to it.
 
-    python -m grokcircuits chapters              # 00_task 01_identical_paths ... (the Makefile's CHAPTERS)
-    python -m grokcircuits chapters --variant    # 01_identical_paths_iid -p grokking_set iid -p ...
+    python -m grokcircuits chapters                  # 00_task 01_identical_paths ... (the Makefile's CHAPTERS)
+    python -m grokcircuits chapters --variants       # 01_identical_paths_iid 01_identical_paths_composing
+    python -m grokcircuits chapters --variant PAGE   # -p grokking_set iid -p ... (its papermill parameters)
 """
 from __future__ import annotations
 
@@ -50,18 +51,33 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("00_task", "the two-hop task, and why a standard transformer fails on OOD compositions", SEEDED,
             ex.task_runs),
     Chapter("01_identical_paths", "claim 1: do grokked and non-grokked models use the same path on ID queries?",
-            SEEDED + ("query_set", "patching_queries", "grokking_set", "grokking_criterion"), ex.path_runs),
+            SEEDED + ("query_set", "patching_queries", "grokking_set", "grokking_criterion", "comparison"), ex.path_runs),
     Chapter("02_accuracy_vs_circuit", "claim 2: can OOD accuracy and the bridge circuit form independently?",
             SEEDED + ("regimes", "grokking_criterion"), lambda profile, seeds: ex.regime_runs(profile, seeds)),
     Chapter("03_limited_transfer", "claim 3: does a mature circuit compose newly learnt facts?",
             SEEDED + ("pretrain_regimes", "grokking_criterion"), _transfer),
     Chapter("04_cost", "what each run cost, and whether waiting for grokking is worth it", ("profile",)),
 )
-# Chapter 01's variant: the checkpoints before and after in-distribution generalisation, for a scale
-# at which the OOD compositions never come. Its verdict is filed as 01_identical_paths.iid.json.
-VARIANT = VariantPage(page="01_identical_paths_iid", chapter="01_identical_paths",
-                      title="Claim 1, variant: before and after in-distribution generalisation",
-                      parameters={"grokking_set": "iid", "grokking_criterion": 0.9}, verdict="01_identical_paths.iid")
+# Chapter 01's variants, for a scale at which the OOD compositions never come to the natural data: the
+# checkpoints before and after in-distribution generalisation (filed as 01_identical_paths.iid.json),
+# and, at the end of training, a model that composes OOD facts (both hops full) against one that does
+# not (natural, same graph and seed; filed as 01_identical_paths.composing.json).
+IID_VARIANT = VariantPage(page="01_identical_paths_iid", chapter="01_identical_paths",
+                          title="Claim 1, variant: before and after in-distribution generalisation",
+                          parameters={"grokking_set": "iid", "grokking_criterion": 0.9}, verdict="01_identical_paths.iid")
+COMPOSING_VARIANT = VariantPage(page="01_identical_paths_composing", chapter="01_identical_paths",
+                                title="Claim 1, variant: a model that composes against one that does not",
+                                parameters={"comparison": "composing"}, verdict="01_identical_paths.composing")
+VARIANTS: tuple[VariantPage, ...] = (IID_VARIANT, COMPOSING_VARIANT)
+
+
+def variant(page: str) -> VariantPage:
+    """The variant page named `page`; a clear error naming the allowed ones otherwise."""
+    found = {v.page: v for v in VARIANTS}
+    if page not in found:
+        from grokcircuits.config import ConfigError
+        raise ConfigError(f"variant page {page!r} is not defined; allowed values: {', '.join(found)}")
+    return found[page]
 
 
 def names() -> list[str]:

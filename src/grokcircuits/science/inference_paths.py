@@ -15,6 +15,12 @@ What counts as grokking: the paper's, exact match on the OOD compositions (`grok
 or, as a variant named so wherever it is shown, exact match on the held-out ID compositions
 (`grokking_set="iid"`): the checkpoints before and after in-distribution generalisation, for a
 scale at which the OOD compositions never come.
+
+What is compared: the paper's pair, one run before and after grokking (`comparison="grokking"`);
+or, as a second variant, the ends of two runs of the same graph and seed of which one composes OOD
+facts and the other does not (`comparison="composing"`: the both-hops-full run against the natural
+one, `composing_similarity_table`). The paper's own evidence for claim 1 is that contrast: the
+bridge-then-answer path appears without a grokking delay once compositions are supervised.
 """
 from __future__ import annotations
 
@@ -32,10 +38,15 @@ from grokcircuits.science.runs import Run, dataset
 DEFAULT_GROKKING_CRITERION = 0.5   # OOD exact match at which a run counts as grokked
 OOD_SET = "test_inferred_ood"
 GROKKING_SETS = {"ood": OOD_SET, "iid": "test_inferred_iid"}   # grokking_set -> the compositions it is judged on
+COMPARISONS = ("grokking", "composing")   # what chapter 01 compares: before/after grokking (the paper) | a composer against a non-composer
 VARIANTS = {"iid": "iid: before and after in-distribution generalisation (held-out ID compositions), "
-                   "not the paper's OOD grokking"}
+                   "not the paper's OOD grokking",
+            "composing": "composing: at the end of training, the both-hops-full model (which composes OOD facts) "
+                         "against the natural model of the same graph and seed (which does not), not one model "
+                         "before and after grokking"}
 QUERY_SETS = ("train_inferred", "test_inferred_iid")   # the in-distribution query sets a path can be read on
 SIMILARITY_COLUMNS = ["seed", "grokked", "pre_step", "similarity", "low", "high", "chance_high"]
+COMPOSING_COLUMNS = ["seed", "natural_ood", "composer_ood", "contrast", "similarity", "low", "high", "chance_high"]
 _PATCHING_STREAM = 0xBA7C4          # the random stream of the patching queries, beside the run's seed
 
 
@@ -49,6 +60,24 @@ def check_grokking_set(value) -> str:
     if value not in GROKKING_SETS:
         raise ConfigError(f"grokking_set={value!r} is not allowed; allowed values: {', '.join(map(repr, GROKKING_SETS))}")
     return value
+
+
+def check_comparison(value, grokking_set: str = "ood") -> str:
+    """`comparison` (one of COMPARISONS); 'composing' judges composition on the OOD compositions, so
+    it takes the paper's grokking_set only."""
+    if value not in COMPARISONS:
+        raise ConfigError(f"comparison={value!r} is not allowed; allowed values: {', '.join(map(repr, COMPARISONS))}")
+    if value == "composing" and grokking_set != "ood":
+        raise ConfigError(f"comparison='composing' judges composition on the OOD compositions: it needs "
+                          f"grokking_set='ood', not {grokking_set!r}")
+    return value
+
+
+def variant_of(comparison: str = "grokking", grokking_set: str = "ood") -> str | None:
+    """The variant a chapter 01 page answers ('<name>: <what it is>'), or None for the paper's claim."""
+    if check_comparison(comparison, grokking_set) == "composing":
+        return VARIANTS["composing"]
+    return None if check_grokking_set(grokking_set) == "ood" else VARIANTS[grokking_set]
 
 
 def stages_of(run: Run) -> list[str]:
@@ -158,6 +187,30 @@ def path_similarity_table(natural: list[Run], set_: str, n_queries: int,
     table = pd.DataFrame(rows, columns=SIMILARITY_COLUMNS)
     table["grokked"] = table["grokked"].astype(bool)
     table["pre_step"] = pd.Series([r["pre_step"] for r in rows], dtype=object, index=table.index)   # int or None
+    return table
+
+
+def composing_similarity_table(natural: list[Run], both_full: dict[int, Run], set_: str, n_queries: int,
+                               composes_at: float = DEFAULT_GROKKING_CRITERION, draws: int = 1000) -> pd.DataFrame:
+    """One row per natural run with a both-hops-full run of its seed: both runs' final OOD exact
+    match, whether they show the contrast (the both-hops-full run composes, at least `composes_at`,
+    and the natural one does not), and the similarity of their final patching maps on ID queries,
+    with its 95% bootstrap interval over queries (the same queries for both) and the chance level's
+    upper end. The similarity is computed at every seed; the contrast says which seeds it tests."""
+    composes_at = check_grokking_criterion(composes_at)
+    rows = []
+    for run in natural:
+        seed = run.config.train.seed
+        if seed not in both_full:
+            continue
+        composer = both_full[seed]
+        nat, comp = _exact_match(run.curves[-1]), _exact_match(composer.curves[-1])
+        s = map_similarity(patching(run, None, set_, n_queries), patching(composer, None, set_, n_queries), draws, seed)
+        rows.append({"seed": seed, "natural_ood": nat, "composer_ood": comp,
+                     "contrast": bool(comp >= composes_at and nat < composes_at),
+                     **{k: s[k] for k in ("similarity", "low", "high", "chance_high")}})
+    table = pd.DataFrame(rows, columns=COMPOSING_COLUMNS)
+    table["contrast"] = table["contrast"].astype(bool)
     return table
 
 

@@ -16,7 +16,10 @@ whether the bridge can be read off a state *linearly* at all:
 
 Its controls (`grokcircuits.science.controls`, and an untrained model): the hand-built composer writes the
 bridge one-hot at the answer slot and must be decoded (near 1); the lookup never computes a bridge
-and an untrained network has none to show, and both must stay near chance (1 / entities).
+and an untrained network has none to show, and both must stay near chance (1 / entities). Beside
+these toys, two trained models without the circuit (`trained_negative_controls`): the natural run
+at its earliest stored snapshot with the OOD atomic facts stored but the held-out ID compositions not
+yet answered, and the standard transformer (read through its named states, `models.gpt`).
 """
 from __future__ import annotations
 
@@ -168,7 +171,7 @@ def run_probe(run, device=None) -> dict:
     """The linear probe on a finished run's final EMA weights, stored in the run's store (a re-render
     reads it; the weights are needed only the first time)."""
     device = device or default_device()
-    config = {"run": run.key, "weights": "final", "ridge": RIDGE}
+    config = _probe_key(run, None)
     return run.store.memo("linear_probe", config,
                           lambda: bridge_probe(run.load_model(None, device), dataset(run.config.data), device))
 
@@ -188,3 +191,68 @@ def circuit_probe_controls(run_config, device=None, seed: int = 0) -> dict[str, 
     return {"bridge_found_tail_slots": {k: path_summary(m, ood, True)["bridge_found_tail_slots"] for k, m in models.items()},
             "bridge_decoded": {k: bridge_probe(m, data, device, queries=queries)["bridge_decoded"]
                                for k, m in models.items()}}
+
+
+# --- trained negative controls --------------------------------------------------------------------
+EARLY_FACTS_AT = 0.5    # the OOD atomic facts stored at least this well (the first hop is there to use)
+EARLY_ID_BELOW = 0.9    # the held-out ID compositions answered below this (no path formed yet)
+
+
+def earliest_negative_snapshot(run, facts_at: float = EARLY_FACTS_AT, id_below: float = EARLY_ID_BELOW) -> int | None:
+    """The earliest snapshot of `run` whose weights are stored (or whose probe result is), at which
+    the OOD atomic facts are stored (exact match at least `facts_at`) while the held-out ID
+    compositions are answered below `id_below`; None if there is none."""
+    by_step = {e["step"]: e for e in run.curves}
+    for step in sorted(run.snapshot_steps()):
+        e = by_step.get(step)
+        if e is None or not (e["ood_atomic"]["exact_match"] >= facts_at and e["test_inferred_iid"]["exact_match"] < id_below):
+            continue
+        if (run.store.checkpoint_dir(run.key) / f"snapshot_{step}.pt").exists() or \
+                run.store.memo_path("linear_probe", _probe_key(run, step)).exists():
+            return step
+    return None
+
+
+def _probe_key(run, step: int | None) -> dict:
+    return {"run": run.key, "weights": "final" if step is None else f"snapshot_{step}", "ridge": RIDGE}
+
+
+def _lens_tail(run, device) -> float:
+    """The logit lens's bridge at the answer/END slot on the OOD compositions, final weights, memoised."""
+    def compute():
+        data = dataset(run.config.data)
+        ood = EncodedSet.build(data.probe_sets()["test_inferred_ood"], data.vocab, device)
+        return path_summary(run.load_model(None, device), ood, True)["bridge_found_tail_slots"]
+    return run.store.memo("lens_tail", {"run": run.key, "weights": "final"}, compute)
+
+
+def _final_measurable(run) -> bool:
+    """Whether the final weights are stored, or both probe results computed from them are."""
+    memos = (("linear_probe", _probe_key(run, None)), ("lens_tail", {"run": run.key, "weights": "final"}))
+    return run.has_weights() or all(run.store.memo_path(kind, key).exists() for kind, key in memos)
+
+
+def trained_negative_controls(natural: list, standard: list, device=None) -> dict[str, dict[str, dict[int, float]]]:
+    """{probe metric: {trained negative: {seed: value}}} for verdicts.circuit_probe: the natural runs
+    at `earliest_negative_snapshot` (the lens read from the run's own evaluation at that step, the
+    linear probe from its snapshot weights) and the standard transformers at their end. A run whose
+    weights are not stored, and whose result is not either, is left out (not measured at that seed)."""
+    device = device or default_device()
+    lens: dict[str, dict[int, float]] = {"natural, earliest snapshot": {}, "standard transformer": {}}
+    linear: dict[str, dict[int, float]] = {"natural, earliest snapshot": {}, "standard transformer": {}}
+    for run in natural:
+        step = earliest_negative_snapshot(run)
+        if step is None:
+            continue
+        seed = run.config.train.seed
+        lens["natural, earliest snapshot"][seed] = next(e for e in run.curves if e["step"] == step)[
+            "test_inferred_ood"]["bridge_found_tail_slots"]
+        linear["natural, earliest snapshot"][seed] = run.store.memo("linear_probe", _probe_key(run, step), lambda: bridge_probe(
+            run.load_model(step, device), dataset(run.config.data), device))["bridge_decoded"]
+    for run in standard:
+        if not _final_measurable(run):
+            continue
+        seed = run.config.train.seed
+        lens["standard transformer"][seed] = _lens_tail(run, device)
+        linear["standard transformer"][seed] = run_probe(run, device)["bridge_decoded"]
+    return {"bridge_found_tail_slots": lens, "bridge_decoded": linear}

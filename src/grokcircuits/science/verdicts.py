@@ -421,6 +421,55 @@ def identical_paths(table: pd.DataFrame, same_path_at: float = 0.8, min_eligible
     return replace(v, tally=f"{count}; {v.tally}", per_seed=every_seed)
 
 
+COMPOSING_PATH_COLUMNS = ("seed", "natural_ood", "composer_ood", "contrast", "similarity", "low", "high", "chance_high")
+
+
+def _not_a_contrast(r, composes_at: float) -> str:
+    """Why a seed does not test the composing variant, with the similarity it shows all the same."""
+    why = ("the both-hops-full run does not compose" if r.composer_ood < composes_at
+           else "the natural run composes too")
+    return (f"not eligible ({why}: OOD exact match both hops full {r.composer_ood:.2f}, natural {r.natural_ood:.2f}); "
+            f"similarity {float(r.similarity):.2f}")
+
+
+def composing_paths(table: pd.DataFrame, same_path_at: float = 0.8, composes_at: float = GROKKING_CRITERION,
+                    min_eligible: int = MIN_ELIGIBLE, share_at: float = SHARE_AT) -> Verdict:
+    """Claim 1's composing variant, seed by seed: on ID queries, the model that composes OOD facts
+    (both hops full) and the one that does not (natural, same graph and seed) use the same path.
+
+    `table`: one row per seed, columns COMPOSING_PATH_COLUMNS
+    (inference_paths.composing_similarity_table). A seed is eligible when it shows the contrast
+    (the both-hops-full run composes, the natural one does not); fewer than `min_eligible` eligible
+    seeds decide nothing. An eligible seed is judged as in `identical_paths`: its similarity
+    interval at or above `same_path_at` with its lower end above its chance level shows the claim,
+    an interval wholly below `same_path_at` contradicts it, anything else is open."""
+    _require(table, COMPOSING_PATH_COLUMNS, "the composing path-similarity table")
+    t = table.sort_values("seed")
+    eligible = t[t["contrast"].astype(bool)]
+    numbers: dict = {"seeds with the contrast (both hops full composes, natural does not)": f"{len(eligible)}/{len(t)}"}
+    for r in t.itertuples():
+        numbers[f"seed {r.seed}: OOD exact match, both hops full / natural"] = f"{r.composer_ood:.2f} / {r.natural_ood:.2f}"
+        numbers[f"seed {r.seed}: path similarity, both hops full vs natural"] = (float(r.similarity), float(r.low), float(r.high))
+        numbers[f"seed {r.seed}: chance level (upper end)"] = float(r.chance_high)
+    count = f"{len(eligible)} of {len(t)} seeds eligible (both hops full composes, natural does not)"
+    outcomes = [_path_outcome(r, same_path_at) for r in eligible.itertuples()]
+    judged = {o.seed: o.line() for o in outcomes}
+    every_seed = "; ".join(f"seed {r.seed}: {judged.get(int(r.seed)) or _not_a_contrast(r, composes_at)}"
+                           for r in t.itertuples())
+    if len(eligible) < min_eligible:
+        numbers.update(share_numbers(outcomes, share_at))
+        return Verdict(None, "not_shown:too_few_eligible_seeds", numbers,
+                       f"{len(eligible)} of {len(t)} seeds show the contrast (a composing and a non-composing model "
+                       f"of the same graph and seed); the rule needs at least {min_eligible} such seeds",
+                       tally=f"{count}; " + tally(outcomes), per_seed=every_seed)
+    reasons = {"paths_differ": f"a seed's similarity interval lies wholly below {same_path_at}",
+               "interval_straddles": f"a seed's similarity interval straddles {same_path_at}",
+               "not_above_chance": "the similarity is high, but not above what shuffled maps reach by chance"}
+    v = _verdict(outcomes, share_at, reasons, numbers, subject="the same path",
+                 holds_note=f"at each, the similarity interval is at or above {same_path_at} and above the chance level")
+    return replace(v, tally=f"{count}; {v.tally}", per_seed=every_seed)
+
+
 # --- chapter 02 -----------------------------------------------------------------------------------
 def _reading(accuracy: bool, circuit: bool) -> str:
     if accuracy and not circuit:
@@ -440,27 +489,54 @@ MIN_CONTROL_SEEDS = 2                   # a trained control passes at every seed
 DECOUPLED = ("accuracy without circuit", "circuit without accuracy")
 
 
-def circuit_probe(table: pd.DataFrame, controls: dict[str, dict[str, float]],
-                  circuit_at: float = 0.5) -> tuple[str | None, dict, str]:
-    """The first probe of CIRCUIT_PROBES that passes its controls, (None if none does), with the
-    controls' numbers and why each probe failed. A probe passes when it finds the bridge (at least
-    `circuit_at`) in the hand-built composer and in the mature both-hops-full model at every seed,
-    and does not (below `circuit_at`) in the hand-built lookup and an untrained network. The caller
-    checks first that the both-hops-full model is mature."""
-    numbers, failures_ = {}, []
+TRAINED_NEGATIVES = {   # trained models without the bridge circuit, each probe must read low at every seed measured
+    "natural, earliest snapshot": "the natural run at its earliest stored snapshot with the OOD atomic facts "
+                                  "stored and the held-out ID compositions not yet answered (no path formed yet)",
+    "standard transformer": "the standard transformer at the end of training (it never answers OOD compositions)",
+}
+
+
+def _trained_negative(c: dict, name: str) -> dict:
+    """{seed: value} of one trained negative in a probe's controls (empty when it was not measured)."""
+    return {int(k): float(x) for k, x in (c.get(name) or {}).items() if x is not None and x == x}
+
+
+def circuit_probe(table: pd.DataFrame, controls: dict[str, dict], circuit_at: float = 0.5
+                  ) -> tuple[str | None, dict, str, list[str]]:
+    """The probe the circuit is read by: the first probe of CIRCUIT_PROBES that passes its controls,
+    or else the first that passes every control that was measured (None if none does), with the
+    controls' numbers, why each probe failed, and the trained negatives the chosen probe was not
+    checked on (empty when it passed them all).
+
+    A probe passes when it finds the bridge (at least `circuit_at`) in the hand-built composer and
+    in the mature both-hops-full model at every seed, and does not (below `circuit_at`) in the
+    hand-built lookup, an untrained network, and each trained negative (TRAINED_NEGATIVES; `controls`
+    holds them as {seed: value}) at every seed it was measured at. A trained negative measured at no
+    seed leaves the probe unchecked, not failed. The caller checks first that the both-hops-full
+    model is mature."""
+    numbers, failures_, unchecked = {}, [], []
     for metric, name in CIRCUIT_PROBES.items():
         c = controls[metric]
         trained = seed_values(table, COMPOSER, OOD, metric)
         numbers.update({f"{name}: {k}": c[k] for k in ("composer", "lookup", "untrained")})
         numbers[f"{name}: mature {COMPOSER}"] = by_seed(trained)
+        negatives = {k: _trained_negative(c, k) for k in TRAINED_NEGATIVES}
+        numbers.update({f"{name}: {k}": by_seed(vals) if vals else "not measured" for k, vals in negatives.items()})
         found = {"the hand-built composer": c["composer"] >= circuit_at,
                  f"the mature {COMPOSER} model": all(v >= circuit_at for v in trained.values())}
         quiet = {"the hand-built lookup": c["lookup"] < circuit_at, "an untrained network": c["untrained"] < circuit_at}
+        quiet.update({f"the {k}": all(x < circuit_at for x in vals.values()) for k, vals in negatives.items()})
         missed = [k for k, ok in found.items() if not ok] + [f"finds it in {k}" for k, ok in quiet.items() if not ok]
-        if not missed:
-            return metric, numbers, "; ".join(failures_)
-        failures_.append(f"{name} misses the bridge in " + ", ".join(missed))
-    return None, numbers, "; ".join(failures_)
+        unmeasured = [k for k, vals in negatives.items() if not vals]
+        if not missed and not unmeasured:
+            return metric, numbers, "; ".join(failures_), []
+        if missed:
+            failures_.append(f"{name} misses the bridge in " + ", ".join(missed))
+        elif not unchecked:
+            unchecked = [metric, unmeasured]
+    if unchecked:
+        return unchecked[0], numbers, "; ".join(failures_), unchecked[1]
+    return None, numbers, "; ".join(failures_), []
 
 
 def _regime_outcome(table, regime, seed, probe, em, circuit, grokking_criterion, circuit_at, paper_epochs) -> Outcome:
@@ -513,7 +589,7 @@ def accuracy_vs_circuit(table: pd.DataFrame, controls: dict[str, dict[str, float
                        f"the {COMPOSER} model does not reach OOD exact match {mature_at} at every seed (at least "
                        f"{MIN_CONTROL_SEEDS}): no trained model known to compose can check the circuit probes",
                        (f"{COMPOSER}: OOD exact match",))
-    probe, control_numbers, why = circuit_probe(table, controls, circuit_at)
+    probe, control_numbers, why, unmeasured = circuit_probe(table, controls, circuit_at)
     numbers.update(control_numbers)
     if probe is None:
         numbers["why the probes fail"] = why
@@ -523,7 +599,17 @@ def accuracy_vs_circuit(table: pd.DataFrame, controls: dict[str, dict[str, float
     numbers["circuit read by"] = name + (f" (the other failed its controls: {why})" if why else "")
     outcomes = {r: _regime_numbers(table, r, probe, name, grokking_criterion, circuit_at, paper_epochs, share_at, numbers)
                 for r in regimes}
-    return _decoupling(outcomes, share_at, numbers)
+    v = _decoupling(outcomes, share_at, numbers)
+    if not unmeasured:
+        return v
+    numbers["trained negative controls not measured"] = ", ".join(unmeasured)   # v.numbers is this dict
+    if v.holds is None:
+        return v                                # open already: the missing controls could not decide it either
+    reading = WORDS[v.holds].lower()
+    return replace(v, holds=None, branch="not_shown:trained_controls_not_measured",
+                   note=f"the circuit probe passed every control that was measured, but not the trained negative(s) "
+                        f"{', '.join(unmeasured)}, whose weights are not at hand: a probe not checked on a trained "
+                        f"model without the circuit decides nothing (with them the reading would be: {reading})")
 
 
 def _regime_numbers(table, regime, probe, name, grokking_criterion, circuit_at, paper_epochs, share_at, numbers):

@@ -2,6 +2,14 @@
 
 It reads the target sequence with teacher forcing; the logits it returns are aligned to the label
 slots, so slot i holds the prediction of token i made from tokens 0..i-1 (slot 0 is never predicted).
+
+Its named states (`stages`: `Embed`, then `Block{i}` after each block) are shown to a
+`visit(name, state)` callback as the recursive model shows its own (`grokcircuits.science.hooks`), in
+the recursive model's layout: (B, prefix_slots + 5, D), the prefix slots and label slot 0 zero and
+label slot i holding the state of token i - 1 (the state that predicts token i), so that the
+probes read both models at the same slots (slot 3: the state that predicts the answer). Without
+labels it reads the query alone (`inputs`: h, r1, r2, PAD), as the probes call it; the answer's
+prediction does not depend on later tokens, so it is the same either way.
 """
 from __future__ import annotations
 
@@ -56,18 +64,32 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(D)
         self.head = nn.Linear(D, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight   # tied, as in GPT-2
+        self.stages = ["Embed"] + [f"Block{i}" for i in range(config.layers)]
         for name, p in self.named_parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, std=0.02)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, visit=None) -> tuple[torch.Tensor, None]:
-        """labels (B, 5) target sequence -> logits (B, 5, V) aligned to the label slots."""
-        tokens = labels[:, :-1]                                              # (B, 4) teacher forcing
+    def _shown(self, visit, name: str, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 4, D) -> the state after `visit` saw it in the probes' layout (B, P + 5, D)."""
+        if visit is None:
+            return x
+        skip = self.config.prefix_slots + 1
+        state = visit(name, F.pad(x, (0, 0, skip, 0)))                       # (B, P + 5, D)
+        return state[:, skip:]                                               # (B, 4, D)
+
+    def readout(self, state: torch.Tensor) -> torch.Tensor:
+        """A named state (B, P + 5, D) -> logits (B, 5, V) of the head at the label slots (the lens)."""
+        return self.head(self.ln_f(state[:, self.config.prefix_slots:]))
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor | None, visit=None) -> tuple[torch.Tensor, None]:
+        """labels (B, 5) target sequence (None: the query `inputs` alone) -> logits (B, 5, V)
+        aligned to the label slots; `visit(name, state)` sees (and may replace) every named state."""
+        tokens = (inputs if labels is None else labels)[:, :-1]             # (B, 4) teacher forcing
         pos = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.drop(self.tok_emb(tokens) + self.pos_emb(pos))             # (B, 4, D)
-        for block in self.blocks:
-            x = block(x)
+        x = self._shown(visit, "Embed", self.drop(self.tok_emb(tokens) + self.pos_emb(pos)))   # (B, 4, D)
+        for i, block in enumerate(self.blocks):
+            x = self._shown(visit, f"Block{i}", block(x))                    # (B, 4, D)
         logits = self.head(self.ln_f(x))                                     # (B, 4, V)
         return F.pad(logits, (0, 0, 1, 0)), None                             # (B, 5, V): slot 0 unpredicted
