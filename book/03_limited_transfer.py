@@ -44,6 +44,7 @@ seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper:
 workers = 16                                  # most runs trained together as one ensemble (one batched step)
 pretrain_regimes = ["natural", "both_full"]   # the pretrained models that are fine-tuned
 grokking_criterion = 0.5   # OOD exact match at which a pretraining run counts as grokked (a mature circuit)
+finetune = "profile"       # profile (the profile's own fine-tuning) | paper_like (weight decay 1.0, EMA, a small lr, longer)
 
 # %% tags=["hide-input"]
 from grokcircuits.pages import book
@@ -58,7 +59,8 @@ from grokcircuits.pages import analysis, charts, experiments
 from grokcircuits.science import verdicts
 from grokcircuits.science.runs import transfer_dataset
 
-plans = [lambda seeds, i=i: experiments.transfer_runs(ch.profile_obj, seeds, ch.pretrain_regimes)[i] for i in (0, 1)]
+plans = [lambda seeds, i=i: experiments.transfer_runs(ch.profile_obj, seeds, ch.pretrain_regimes, ch.finetune)[i]
+         for i in (0, 1)]
 runs = book.chapter_runs(ch, *plans, whole_seeds=True)   # pretraining, then fine-tuning and controls
 pre, fine = [r for r in runs if r.config.transfer is None], [r for r in runs if r.config.transfer is not None]
 book.seeds_note(ch)
@@ -105,6 +107,19 @@ final = analysis.final_values(fine, sets, ["exact_match", "bridge_found"])
 bars = analysis.named(final[final["set"].isin(transfer_sets) & (final["metric"] == "exact_match")])
 charts.bars_with_intervals(bars, "condition", "share of queries", "After fine-tuning: exact match per query set",
                            column="set", subtitle=f"profile {ch.profile}; mean and 95% interval over seeds {ch.seeds_used}")
+
+# %% [markdown]
+# ## How soon the new facts are memorised
+#
+# The paper's fine-tuning memorises the new atomic facts within its first tenth, then trains on: the
+# question is what the rest of the run adds. The table gives, per fine-tuned run, the first step at
+# which the new atomic facts reach exact match 0.9, as a share of the run. The page's `finetune`
+# parameter switches between the profile's own fine-tuning and one nearer the paper's
+# (`paper_like`: its weight decay and EMA, a smaller lr, longer).
+
+# %% tags=["hide-input"]
+print(f"fine-tuning '{ch.finetune}': {ch.profile_obj.finetune_config(ch.finetune)}")
+analysis.readable(analysis.memorisation_table(fine), missing="not reached")
 
 # %% [markdown]
 # Each fine-tuned model, with the OOD exact match its own pretraining ended at:

@@ -122,7 +122,8 @@ def test_grokking_criterion_must_be_a_share_in_the_unit_interval(value):
 
 
 def test_grokking_criterion_is_a_parameter_of_chapters_01_to_03():
-    ns = {"profile": "tiny", "seeds": [0], "workers": 1, "pretrain_regimes": ["natural"], "grokking_criterion": 1}
+    ns = {"profile": "tiny", "seeds": [0], "workers": 1, "pretrain_regimes": ["natural"], "grokking_criterion": 1,
+          "finetune": "profile"}
     assert book.parameters("03_limited_transfer", ns).grokking_criterion == 1.0
     for ch in ("01_identical_paths", "02_accuracy_vs_circuit", "03_limited_transfer"):
         assert "grokking_criterion" in book.CHAPTER_PARAMETERS[ch]
@@ -133,7 +134,7 @@ def test_grokking_criterion_is_a_parameter_of_chapters_01_to_03():
 def _chapter(tmp_path, monkeypatch, name="03_limited_transfer"):
     monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path / "results"))
     return book.parameters(name, {"profile": "tiny", "seeds": [0, 1], "workers": 1,
-                                  "pretrain_regimes": ["natural"], "grokking_criterion": 0.5})
+                                  "pretrain_regimes": ["natural"], "grokking_criterion": 0.5, "finetune": "profile"})
 
 
 def test_the_verdict_prints_only_what_every_machine_agrees_on(tmp_path, monkeypatch, capsys):
@@ -233,7 +234,7 @@ def test_boilerplate_cells_are_folded(ch):
 
 def test_chapter_01_takes_the_grokking_set_and_files_a_variant_under_its_own_name(tmp_path, monkeypatch, capsys):
     ns = {"profile": "tiny", "seeds": None, "workers": 1, "query_set": "train_inferred", "patching_queries": 10,
-          "grokking_criterion": 0.9, "comparison": "grokking"}
+          "grokking_criterion": 0.9, "comparison": "grokking", "memorised_at": None}
     with pytest.raises(ConfigError, match=r"grokking_set='OOD' is not allowed; allowed values: 'ood', 'iid'"):
         book.parameters("01_identical_paths", {**ns, "grokking_set": "OOD"})
     monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
@@ -249,7 +250,7 @@ def test_chapter_01_takes_the_grokking_set_and_files_a_variant_under_its_own_nam
 def test_chapter_01_takes_the_comparison_and_refuses_a_composing_one_judged_in_distribution():
     from grokcircuits.science.inference_paths import VARIANTS, variant_of
     ns = {"profile": "tiny", "seeds": None, "workers": 1, "query_set": "train_inferred", "patching_queries": 10,
-          "grokking_criterion": 0.5, "grokking_set": "ood"}
+          "grokking_criterion": 0.5, "grokking_set": "ood", "memorised_at": None}
     with pytest.raises(ConfigError, match=r"comparison='paths' is not allowed; allowed values: 'grokking', 'composing'"):
         book.parameters("01_identical_paths", {**ns, "comparison": "paths"})
     ch = book.parameters("01_identical_paths", {**ns, "comparison": "composing"})
@@ -401,3 +402,22 @@ def test_the_share_rule_on_the_page_states_its_threshold_and_what_3_seeds_can_sh
     text = book.share_rule_text()
     assert "wholly above 0.5" in text and "With 3 seeds no share's interval clears 0.5 (3 of 3: lower end 0.44)" in text
     assert "it takes 4 seeds all agreeing (4 of 4: 0.51; 5 of 5: 0.57)" in text
+
+
+def test_chapter_03_fine_tunes_by_the_profiles_protocol_or_one_nearer_the_papers():
+    cpu = get_profile("cpu")
+    pre = cpu.run("trm", "both_full", 0)
+    # the profile's own protocol keeps the committed runs' keys (results/cpu/runs)
+    assert cpu.transfer_run(pre, 0).key() == cpu.transfer_run(pre, 0, "profile").key() == "e5b89109bf838356"
+    assert cpu.transfer_run(None, 0).key() == "82a361ab4f12492f"
+    paper_like = cpu.transfer_run(pre, 0, "paper_like")
+    assert (paper_like.train.weight_decay, paper_like.train.ema_decay) == (1.0, 0.999)
+    assert paper_like.train.lr < cpu.finetune.lr and paper_like.train.steps > cpu.finetune.steps
+    assert paper_like.key() != cpu.transfer_run(pre, 0).key() and paper_like.init_from == pre.key()
+    assert get_profile("paper").finetune_config("paper_like") == get_profile("paper").finetune   # already the paper's
+    with pytest.raises(ConfigError, match="finetune='short' is not allowed.*'profile', 'paper_like'"):
+        cpu.finetune_config("short")
+    ns = {"profile": "tiny", "seeds": None, "workers": 1, "pretrain_regimes": ["natural"], "grokking_criterion": 0.5}
+    with pytest.raises(ConfigError, match="finetune='short'"):
+        book.parameters("03_limited_transfer", {**ns, "finetune": "short"})
+    assert book.parameters("03_limited_transfer", {**ns, "finetune": "paper_like"}).finetune == "paper_like"

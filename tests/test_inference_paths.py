@@ -162,3 +162,17 @@ def test_the_iid_variant_judges_grokking_on_the_held_out_id_compositions():
     assert table.loc[0, "held-out ID exact match then"] == 0.73 and bool(table.loc[0, "grokked"])
     with pytest.raises(ConfigError, match="grokking_set='OOD' is not allowed; allowed values: 'ood', 'iid'"):
         ip.grokked(run, 0.5, "OOD")
+
+
+def test_an_earlier_memorisation_threshold_finds_a_checkpoint_the_runs_own_misses():
+    # memorisation and ID generalisation come together: no evaluation has training accuracy 0.9
+    # before held-out ID exact match 0.9, but one has 0.8 (the cpu profile's seeds 0 and 2)
+    run = FakeRun(curves([0.45, 0.86, 0.94, 0.97], [0.0, 0.0, 0.0, 0.0]), snapshots=[100, 200, 300, 400])
+    for e, iid in zip(run.curves, [0.16, 0.54, 0.92, 0.98]):
+        e["test_inferred_iid"] = {"exact_match": iid}
+    assert ip.pre_grok_step(run, 0.9, "iid") is None                   # memorised at 0.9 only once generalised
+    assert ip.pre_grok_step(run, 0.9, "iid", memorised_at=0.8) == 200
+    assert ip.pre_grok_step(run, 0.9, "iid", memorised_at=0.9) is None
+    for bad in (0, 1.5, True, "high"):
+        with pytest.raises(ConfigError, match="memorised_at="):
+            ip.pre_grok_step(run, 0.9, "iid", memorised_at=bad)

@@ -193,6 +193,15 @@ def main(argv=None) -> int:
                    "only those waves (one process a core); default: all, in that order")
     g.add_argument("--workers", type=int, default=None, help="most runs trained together as one ensemble "
                    "(default 16); fewer finish sooner, so that a session ends with complete runs")
+    rc = sub.add_parser("recover-snapshots", help="train a finished run's first steps again in a scratch store and, "
+                        "where its evaluations agree with the original's, copy the snapshot files it recorded "
+                        "but lacks (grokcircuits.ops.replay)")
+    rc.add_argument("--profile", default="cpu")
+    rc.add_argument("--arch", default="trm", help=f"one of {ARCHITECTURES}")
+    rc.add_argument("--regime", default="natural", help=f"one of {list(REGIMES)}")
+    rc.add_argument("--seeds", default="0", help="comma-separated seeds")
+    rc.add_argument("--until", type=int, required=True, help="the last step replayed (the latest snapshot wanted)")
+    rc.add_argument("--store", default="profile", help="profile (results/<profile>) or sweep (results/sweep)")
     sub.add_parser("bench", add_help=False, help="the GPU kit: engine throughput, ensembles, resume, floors "
                    "(results/bench); `bench --help` lists its options")
     args = ap.parse_args(argv)
@@ -203,6 +212,14 @@ def main(argv=None) -> int:
                 print(v.chapter if args.source else v.papermill_arguments())
             else:
                 print(" ".join(v.page for v in chapters.VARIANTS) if args.variants else " ".join(chapters.names()))
+            return 0
+        if args.command == "recover-snapshots":
+            from grokcircuits.ops.replay import recover_snapshots
+            check_choice("store", args.store, ("profile", "sweep"))
+            profile = get_profile(args.profile)
+            store = Store(results_root(args.profile if args.store == "profile" else "sweep"))
+            for seed in (int(s) for s in args.seeds.split(",")):
+                recover_snapshots(profile.run(args.arch, args.regime, seed), store, args.until)
             return 0
         if args.command == "describe":
             from grokcircuits.pages.experiments import describe

@@ -107,6 +107,7 @@ class TransferConfig:
 
 
 ARCHITECTURES = ("trm", "gpt")
+FINETUNE_PROTOCOLS = ("profile", "paper_like")   # chapter 03: the profile's fine-tuning | one nearer the paper's
 TOKEN_MIXERS = ("mlp", "attention")
 
 
@@ -269,6 +270,13 @@ class Profile:
     validated_on: str | None   # the device whose runs showed this profile's claims can appear there; None: not yet
     seeds: tuple[int, ...] = (0, 1, 2)   # the seeds a chapter runs when none are given
     provenance: str = ""       # where the settings come from (a sweep's grid and rows, or a guess)
+    finetune_paper_like: TrainConfig | None = None   # chapter 03's `finetune="paper_like"`: the paper's kind of
+                               # fine-tuning (weight decay 1.0, EMA, a small lr, long); None: `finetune` is already it
+
+    def finetune_config(self, protocol: str = "profile") -> TrainConfig:
+        """The fine-tuning of chapter 03: the profile's own (`finetune`) or one nearer the paper's."""
+        check_choice("finetune", protocol, FINETUNE_PROTOCOLS)
+        return self.finetune if protocol == "profile" else (self.finetune_paper_like or self.finetune)
 
     def run(self, architecture: str = "trm", regime: str = "natural", seed: int = 0, **train_overrides) -> RunConfig:
         """The RunConfig for one pretraining run of this profile."""
@@ -285,13 +293,15 @@ class Profile:
             train=replace(train, seed=seed, **train_overrides),
         ).validate()
 
-    def transfer_run(self, pretrained: RunConfig | None, seed: int = 0) -> RunConfig:
-        """Fine-tuning of `pretrained` on the transfer data; `None` gives the from-scratch control.
-        The transfer data are built from the natural data of the seed's graph whatever the
-        pretraining regime, so every condition of a seed fine-tunes on the same examples."""
+    def transfer_run(self, pretrained: RunConfig | None, seed: int = 0, protocol: str = "profile") -> RunConfig:
+        """Fine-tuning of `pretrained` on the transfer data (`protocol`: FINETUNE_PROTOCOLS); `None`
+        gives the from-scratch control. The transfer data are built from the natural data of the
+        seed's graph whatever the pretraining regime, so every condition of a seed fine-tunes on the
+        same examples."""
         base = pretrained or self.run("trm", "natural", seed)
         return RunConfig(
-            data=replace(base.data, regime="natural"), model=base.model, train=replace(self.finetune, seed=seed),
+            data=replace(base.data, regime="natural"), model=base.model,
+            train=replace(self.finetune_config(protocol), seed=seed),
             transfer=replace(self.transfer, seed=seed),
             init_from=pretrained.key() if pretrained is not None else None,
             init_regime=pretrained.data.regime if pretrained is not None else None,
@@ -328,6 +338,8 @@ GPU = Profile(
     transfer=TransferConfig(retained_old_examples=3000, new_facts=600, chained_pairs=300),
     finetune=TrainConfig(steps=10_000, lr=1e-4, weight_decay=0.3, warmup_steps=200, eval_every=500,
                          eval_size=1000, checkpoint_every=5000, snapshots=0),
+    finetune_paper_like=TrainConfig(steps=20_000, lr=4e-5, weight_decay=1.0, warmup_steps=200, eval_every=500,
+                                    eval_size=1000, checkpoint_every=5000, snapshots=0),
     validated_on=None,
     provenance="a guess from FLOPs and memory traffic; `make sweep GRID=first` on a GPU is to set it",
 )
@@ -350,6 +362,9 @@ TINY = Profile(
     finetune=TrainConfig(steps=300, batch_size=128, lr=1e-3, weight_decay=0.05, warmup_steps=30,
                          ema_decay=0.99, eval_every=50, eval_size=200, snapshots=0, checkpoint_every=100,
                          compile=False),
+    finetune_paper_like=TrainConfig(steps=600, batch_size=128, lr=3e-4, weight_decay=1.0, warmup_steps=30,
+                                    ema_decay=0.99, eval_every=50, eval_size=200, snapshots=0, checkpoint_every=100,
+                                    compile=False),
     validated_on=None,
     seeds=(0, 1),
     provenance="chosen to run the code path in seconds; never meant to grok",
@@ -380,6 +395,11 @@ CPU = Profile(
     finetune=TrainConfig(steps=5000, batch_size=128, lr=5e-4, betas=(0.9, 0.95), weight_decay=0.1, warmup_steps=100,
                          ema_decay=0.99, eval_every=250, eval_size=1000, snapshots=0, checkpoint_every=1000,
                          compile=True),
+    # nearer the paper's (lr 2e-5, weight decay 1.0, EMA 0.999, about 39k steps at batch 512): its weight decay
+    # and EMA, an lr 5 times below the profile's, twice the steps
+    finetune_paper_like=TrainConfig(steps=10_000, batch_size=128, lr=1e-4, betas=(0.9, 0.95), weight_decay=1.0,
+                                    warmup_steps=100, ema_decay=0.999, eval_every=500, eval_size=1000, snapshots=0,
+                                    checkpoint_every=1000, compile=True),
     validated_on="CPU: Intel Xeon, AVX-512, 2 cores (1 thread a run)",
     provenance="the point of grid `cpu` (results/sweep/cpu/table.json) at the weight decay of grid `cpu_wd03` "
                "(results/sweep/cpu_wd03/table.json), set from condition (a): both hops full reached OOD exact match "

@@ -25,6 +25,7 @@ from grokcircuits.science.runs import load_run, Run
 from grokcircuits.store import Store, read_json, results_root
 from grokcircuits.pages import chapters
 from grokcircuits.science import inference_paths as ip
+from grokcircuits.science.linear_probe import earliest_negative_snapshot
 from grokcircuits.training import group_by_shape, MAX_MEMBERS, train_group
 
 FIRST_REGIMES = ex.PRETRAIN_REGIMES_FOR_TRANSFER   # both hops full and natural: chapters 01 and 03
@@ -141,12 +142,15 @@ def remaining_seconds(rows: list[dict]) -> float:
 def weights_to_commit(configs: list[RunConfig], store: Store) -> list:
     """The checkpoint files of `store` that git must hold for the campaign to resume, and for the book
     to render, on a fresh clone (`campaign --weights-to-commit`; the store ignores *.pt, so they are
-    force-added): of every finished recursive pretraining run, its final weights (the transfer runs
-    start from them, the linear probe reads them) and, of a natural-data run, the snapshots chapter 01
-    patches (before OOD grokking, and before ID generalisation for its variant); of every unfinished
+    force-added): of every finished pretraining run, its final weights (the transfer runs start from
+    the recursive model's, the linear probe reads them, and the standard transformer's are a trained
+    negative control of the probes) and, of a natural-data run, the snapshots chapter 01 patches
+    (before OOD grokking, and before ID generalisation for its variant) and the one chapter 02's probes
+    take as a trained negative control (linear_probe.earliest_negative_snapshot); of every unfinished
     run, its resumable checkpoint and, of a natural-data pretraining run, the snapshots chapter 01
     could pick so far (its ID pre-generalisation snapshot and the latest)."""
-    variant = (chapters.IID_VARIANT.parameters["grokking_criterion"], chapters.IID_VARIANT.parameters["grokking_set"])
+    iid = chapters.IID_VARIANT.parameters
+    variant = (iid["grokking_criterion"], iid["grokking_set"], iid["memorised_at"])
     files = []
     for c in configs:
         folder, record_path = store.checkpoint_dir(c.key()), store.run_dir(c.key()) / "record.json"
@@ -154,9 +158,10 @@ def weights_to_commit(configs: list[RunConfig], store: Store) -> list:
         pretraining_natural = pretraining and c.data.regime == "natural"
         run = load_run(c, store)
         if run is not None:
-            if pretraining:
+            if pretraining or c.model.architecture == "gpt":
                 files.append(folder / "final.pt")
-            steps = {ip.pre_grok_step(run), ip.pre_grok_step(run, *variant)} if pretraining_natural else set()
+            steps = ({ip.pre_grok_step(run), ip.pre_grok_step(run, *variant), earliest_negative_snapshot(run)}
+                     if pretraining_natural else set())
             files += [folder / f"snapshot_{s}.pt" for s in sorted(steps - {None})]
         elif (folder / "last.pt").exists():
             files.append(folder / "last.pt")

@@ -184,6 +184,21 @@ def crossing_summary(runs, set_: str, metrics, thresholds) -> pd.DataFrame:
                              aggfunc="first", sort=False)
 
 
+def memorisation_table(runs, set_: str = "new_atomic", at: float = 0.9, early_share: float = 0.1) -> pd.DataFrame:
+    """Per run (condition, seed): the first step at which `set_` reached exact match `at`, as a share
+    of the run's steps, and whether that came within its first `early_share` (the paper: new atomic
+    facts memorised within the first tenth of fine-tuning)."""
+    rows = []
+    for r in runs:
+        steps = [e["step"] for e in r.curves]
+        first = first_crossing(steps, [e.get(set_, {}).get("exact_match") for e in r.curves], at)
+        total = r.record.get("steps") or steps[-1]
+        rows.append({"condition": condition_of(r), "seed": r.config.train.seed, "steps": total,
+                     f"first step at {at:g}": first, "share of the run": None if first is None else first / total,
+                     f"within the first {early_share:g}": first is not None and first <= early_share * total})
+    return pd.DataFrame(rows).set_index(["condition", "seed"])
+
+
 def cosine(a, b) -> float:
     """Cosine similarity of two maps (any shape); 1 = the same pattern, 0 = disjoint."""
     a, b = np.asarray(a, float).ravel(), np.asarray(b, float).ravel()

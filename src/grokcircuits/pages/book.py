@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from importlib import metadata
 
 from grokcircuits.pages import chapters
-from grokcircuits.config import PROFILES, REGIMES, ConfigError, get_profile
+from grokcircuits.config import FINETUNE_PROTOCOLS, PROFILES, REGIMES, ConfigError, check_choice, get_profile
 from grokcircuits.science.runs import default_device, device_name, load_run
-from grokcircuits.science.inference_paths import QUERY_SETS, check_comparison, check_grokking_criterion, check_grokking_set
+from grokcircuits.science.inference_paths import (QUERY_SETS, check_comparison, check_grokking_criterion, check_grokking_set,
+                                                 check_memorised_at)
 from grokcircuits.store import Store, code_version, read_json, results_root, write_json
 from grokcircuits.science.verdicts import SHARE_AT, Verdict
 from grokcircuits.pages import experiments
@@ -85,7 +86,18 @@ def _comparison(name, v):
     return check_comparison(v)
 
 
-CHECKS = {"comparison": _comparison, "grokking_set": _grokking_set, "query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
+def _finetune(name, v):
+    """profile (the profile's own fine-tuning) | paper_like (one nearer the paper's)."""
+    check_choice(name, v, FINETUNE_PROTOCOLS)
+    return v
+
+
+def _memorised_at(name, v):
+    """None (the runs' snapshot_at_training_accuracy) or a share in (0, 1]."""
+    return check_memorised_at(None if v in (None, "None") else v)
+
+
+CHECKS = {"memorised_at": _memorised_at, "finetune": _finetune, "comparison": _comparison, "grokking_set": _grokking_set, "query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
           "workers": _positive_int, "patching_queries": _positive_int, "grokking_criterion": _grokking_criterion}
 
 # The pages' names, parameters and chapter 01's variants are defined once, in `chapters`.

@@ -51,11 +51,12 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("00_task", "the two-hop task, and why a standard transformer fails on OOD compositions", SEEDED,
             ex.task_runs),
     Chapter("01_identical_paths", "claim 1: do grokked and non-grokked models use the same path on ID queries?",
-            SEEDED + ("query_set", "patching_queries", "grokking_set", "grokking_criterion", "comparison"), ex.path_runs),
+            SEEDED + ("query_set", "patching_queries", "grokking_set", "grokking_criterion", "memorised_at", "comparison"),
+            ex.path_runs),
     Chapter("02_accuracy_vs_circuit", "claim 2: can OOD accuracy and the bridge circuit form independently?",
             SEEDED + ("regimes", "grokking_criterion"), lambda profile, seeds: ex.regime_runs(profile, seeds)),
     Chapter("03_limited_transfer", "claim 3: does a mature circuit compose newly learnt facts?",
-            SEEDED + ("pretrain_regimes", "grokking_criterion"), _transfer),
+            SEEDED + ("pretrain_regimes", "grokking_criterion", "finetune"), _transfer),
     Chapter("04_cost", "what each run cost, and whether waiting for grokking is worth it", ("profile",)),
 )
 # Chapter 01's variants, for a scale at which the OOD compositions never come to the natural data: the
@@ -64,7 +65,8 @@ CHAPTERS: tuple[Chapter, ...] = (
 # not (natural, same graph and seed; filed as 01_identical_paths.composing.json).
 IID_VARIANT = VariantPage(page="01_identical_paths_iid", chapter="01_identical_paths",
                           title="Claim 1, variant: before and after in-distribution generalisation",
-                          parameters={"grokking_set": "iid", "grokking_criterion": 0.9}, verdict="01_identical_paths.iid")
+                          parameters={"grokking_set": "iid", "grokking_criterion": 0.9, "memorised_at": 0.8},
+                          verdict="01_identical_paths.iid")
 COMPOSING_VARIANT = VariantPage(page="01_identical_paths_composing", chapter="01_identical_paths",
                                 title="Claim 1, variant: a model that composes against one that does not",
                                 parameters={"comparison": "composing"}, verdict="01_identical_paths.composing")

@@ -29,10 +29,13 @@ def regime_runs(profile: Profile, seeds, regimes=tuple(REGIMES)) -> list[RunConf
     return [profile.run("trm", r, s) for r in regimes for s in seeds]
 
 
-def transfer_runs(profile: Profile, seeds, regimes=PRETRAIN_REGIMES_FOR_TRANSFER) -> tuple[list[RunConfig], list[RunConfig]]:
-    """Chapter 03: pretraining runs, then fine-tuning of each plus one from-scratch control per seed."""
+def transfer_runs(profile: Profile, seeds, regimes=PRETRAIN_REGIMES_FOR_TRANSFER,
+                  protocol: str = "profile") -> tuple[list[RunConfig], list[RunConfig]]:
+    """Chapter 03: pretraining runs, then fine-tuning of each (`protocol`: config.FINETUNE_PROTOCOLS)
+    plus one from-scratch control per seed."""
     pre = regime_runs(profile, seeds, regimes)
-    fine = [profile.transfer_run(p, p.train.seed) for p in pre] + [profile.transfer_run(None, s) for s in seeds]
+    fine = ([profile.transfer_run(p, p.train.seed, protocol) for p in pre]
+            + [profile.transfer_run(None, s, protocol) for s in seeds])
     return pre, fine
 
 

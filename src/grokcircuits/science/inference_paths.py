@@ -104,14 +104,24 @@ def first_grokked_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CR
     return next((e["step"] for e in run.curves if _exact_match(e, grokking_set) >= criterion), None)
 
 
-def pre_grok_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION, grokking_set: str = "ood") -> int | None:
+def check_memorised_at(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigError(f"memorised_at={value!r} must be None (the run's snapshot_at_training_accuracy) or a "
+                          "number in (0, 1]: the training accuracy at which a checkpoint counts as memorised")
+    return float(value)
+
+
+def pre_grok_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION, grokking_set: str = "ood",
+                  memorised_at: float | None = None) -> int | None:
     """The latest snapshot (before the end) whose training accuracy has reached the memorisation
-    threshold (`train.snapshot_at_training_accuracy`) and whose exact match on `grokking_set` is below
-    the grokking criterion, strictly before the first evaluation that meets the criterion; None if
-    there is none. Never a fallback: a checkpoint that is not memorised-but-not-grokked is not a
-    pre-grokking one."""
+    threshold (`memorised_at`, by default the run's `train.snapshot_at_training_accuracy`) and whose
+    exact match on `grokking_set` is below the grokking criterion, strictly before the first
+    evaluation that meets the criterion; None if there is none. Never a fallback: a checkpoint that
+    is not memorised-but-not-grokked is not a pre-grokking one."""
     criterion = check_grokking_criterion(grokking_criterion)
-    memorised = run.config.train.snapshot_at_training_accuracy
+    memorised = check_memorised_at(memorised_at) or run.config.train.snapshot_at_training_accuracy
     by_step = {e["step"]: e for e in run.curves}
     end = run.curves[-1]["step"]
     first = first_grokked_step(run, criterion, grokking_set)
@@ -160,24 +170,24 @@ def patching(run: Run, step: int | None, set_: str, n_queries: int) -> PatchingR
 
 
 def checkpoints_to_patch(natural: Run, both_full: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION,
-                         grokking_set: str = "ood") -> list[tuple[str, Run, int | None]]:
+                         grokking_set: str = "ood", memorised_at: float | None = None) -> list[tuple[str, Run, int | None]]:
     """The checkpoints chapter 01 patches for one seed: (label, run, step; None = the end). The
     pre-grokking checkpoint is left out where the run has none."""
-    pre = pre_grok_step(natural, grokking_criterion, grokking_set)
+    pre = pre_grok_step(natural, grokking_criterion, grokking_set, memorised_at)
     out = [("natural, pre-grokking", natural, pre)] if pre is not None else []
     return out + [("natural, end", natural, None), ("both hops full, end", both_full, None)]
 
 
 def path_similarity_table(natural: list[Run], set_: str, n_queries: int,
                           grokking_criterion: float = DEFAULT_GROKKING_CRITERION, draws: int = 1000,
-                          grokking_set: str = "ood") -> pd.DataFrame:
+                          grokking_set: str = "ood", memorised_at: float | None = None) -> pd.DataFrame:
     """One row per natural run: whether it grokked, its pre-grokking step, and the similarity of
     the pre-grokking and final patching maps with its 95% bootstrap interval over queries and the
     upper end of the chance level (NaN where the run has no pre-grokking checkpoint)."""
     rows = []
     for run in natural:
         seed = run.config.train.seed
-        pre = pre_grok_step(run, grokking_criterion, grokking_set)
+        pre = pre_grok_step(run, grokking_criterion, grokking_set, memorised_at)
         row = {"seed": seed, "grokked": grokked(run, grokking_criterion, grokking_set), "pre_step": pre,
                "similarity": np.nan, "low": np.nan, "high": np.nan, "chance_high": np.nan}
         if pre is not None:
@@ -243,12 +253,12 @@ def patching_frame(result: PatchingResult, **labels) -> pd.DataFrame:
 
 # --- tables the chapter shows ------------------------------------------------------------------
 def checkpoint_table(natural: list[Run], grokking_criterion: float = DEFAULT_GROKKING_CRITERION,
-                     grokking_set: str = "ood") -> pd.DataFrame:
+                     grokking_set: str = "ood", memorised_at: float | None = None) -> pd.DataFrame:
     """Per natural run: the pre-grokking checkpoint (if any) and the end, with what they had reached."""
     rows = []
     judged = "OOD" if grokking_set == "ood" else "held-out ID"
     for run in natural:
-        pre, end = pre_grok_step(run, grokking_criterion, grokking_set), run.curves[-1]
+        pre, end = pre_grok_step(run, grokking_criterion, grokking_set, memorised_at), run.curves[-1]
         e_pre = _entry(run, pre) if pre is not None else None
         rows.append({"seed": run.config.train.seed, "pre-grokking step": pre,
                      "training accuracy then": e_pre["training_accuracy"] if e_pre else np.nan,
