@@ -20,6 +20,7 @@ class FakeRun:
     snapshots: list
     seed: int = 0
     memorised_at: float = 0.9
+    lost: tuple = ()                   # recorded snapshot steps whose weights are gone
     config: SimpleNamespace = field(init=False)
 
     def __post_init__(self):
@@ -28,6 +29,9 @@ class FakeRun:
 
     def snapshot_steps(self):
         return list(self.record["snapshot_steps"])
+
+    def has_snapshot(self, step):
+        return step not in self.lost
 
 
 def curves(train_acc, ood_em, every=100):
@@ -176,3 +180,10 @@ def test_an_earlier_memorisation_threshold_finds_a_checkpoint_the_runs_own_misse
     for bad in (0, 1.5, True, "high"):
         with pytest.raises(ConfigError, match="memorised_at="):
             ip.pre_grok_step(run, 0.9, "iid", memorised_at=bad)
+
+
+def test_a_recorded_snapshot_whose_weights_are_gone_is_never_the_pre_checkpoint():
+    acc, ood = [0.2, 0.92, 0.95, 0.97, 1.0], [0.0, 0.0, 0.1, 0.2, 0.9]
+    assert ip.pre_grok_step(FakeRun(curves(acc, ood), snapshots=[200, 300, 400])) == 400
+    assert ip.pre_grok_step(FakeRun(curves(acc, ood), snapshots=[200, 300, 400], lost=(400,))) == 300
+    assert ip.pre_grok_step(FakeRun(curves(acc, ood), snapshots=[200, 300, 400], lost=(200, 300, 400))) is None

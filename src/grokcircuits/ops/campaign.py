@@ -147,8 +147,9 @@ def weights_to_commit(configs: list[RunConfig], store: Store) -> list:
     negative control of the probes) and, of a natural-data run, the snapshots chapter 01 patches
     (before OOD grokking, and before ID generalisation for its variant) and the one chapter 02's probes
     take as a trained negative control (linear_probe.earliest_negative_snapshot); of every unfinished
-    run, its resumable checkpoint and, of a natural-data pretraining run, the snapshots chapter 01
-    could pick so far (its ID pre-generalisation snapshot and the latest)."""
+    run, its resumable checkpoint and, of a natural-data pretraining run, the snapshots chapters 01
+    and 02 could pick so far (its ID pre-generalisation snapshot, its earliest negative one and the
+    latest)."""
     iid = chapters.IID_VARIANT.parameters
     variant = (iid["grokking_criterion"], iid["grokking_set"], iid["memorised_at"])
     files = []
@@ -168,7 +169,8 @@ def weights_to_commit(configs: list[RunConfig], store: Store) -> list:
             if pretraining_natural:
                 steps = sorted(int(f.stem.split("_")[1]) for f in folder.glob("snapshot_*.pt"))[-1:]
                 if record_path.exists():
-                    steps.append(ip.pre_grok_step(Run(c, read_json(record_path), store.curves(c.key()), store), *variant))
+                    so_far = Run(c, read_json(record_path), store.curves(c.key()), store)
+                    steps += [ip.pre_grok_step(so_far, *variant), earliest_negative_snapshot(so_far)]
                 files += [folder / f"snapshot_{s}.pt" for s in sorted(set(steps) - {None})]
     return [f for f in files if f.exists()]
 

@@ -332,6 +332,10 @@ def stability_screen() -> Screen:
             screen_point("n200_attention", data=sweep_graph(200), model=replace(CPU_TRM, token_mixer="attention"),
                          cap=60_000),
             screen_point("n200_width256", data=sweep_graph(200), model=replace(CPU_TRM, width=256), cap=60_000),
+            # two points again where the first try was confounded: the attention variant learnt nothing at
+            # lr 1e-3 (OOD and facts 0.00 at its 10k-step cap), width 64 was still storing facts at its cap
+            screen_point("cpu_attention_lr3e-4", model=replace(CPU_TRM, token_mixer="attention"), cap=20_000, lr=3e-4),
+            screen_point("cpu_width64_long", model=replace(CPU_TRM, width=64), cap=60_000),
         ),
         left_out="width 512 and the paper's 1536 (16 and 140 times the width-128 step's matmul work: hours a "
                  "point on one core), 400 entities, lr 1e-4 and weight decay 0.1 / 1.0, the paper's recursion "

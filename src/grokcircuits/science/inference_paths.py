@@ -115,18 +115,19 @@ def check_memorised_at(value) -> float | None:
 
 def pre_grok_step(run: Run, grokking_criterion: float = DEFAULT_GROKKING_CRITERION, grokking_set: str = "ood",
                   memorised_at: float | None = None) -> int | None:
-    """The latest snapshot (before the end) whose training accuracy has reached the memorisation
-    threshold (`memorised_at`, by default the run's `train.snapshot_at_training_accuracy`) and whose
-    exact match on `grokking_set` is below the grokking criterion, strictly before the first
-    evaluation that meets the criterion; None if there is none. Never a fallback: a checkpoint that
-    is not memorised-but-not-grokked is not a pre-grokking one."""
+    """The latest stored snapshot (before the end; its weights at hand) whose training accuracy has
+    reached the memorisation threshold (`memorised_at`, by default the run's
+    `train.snapshot_at_training_accuracy`) and whose exact match on `grokking_set` is below the
+    grokking criterion, strictly before the first evaluation that meets the criterion; None if there
+    is none. Never a fallback: a checkpoint that is not memorised-but-not-grokked is not a
+    pre-grokking one."""
     criterion = check_grokking_criterion(grokking_criterion)
     memorised = check_memorised_at(memorised_at) or run.config.train.snapshot_at_training_accuracy
     by_step = {e["step"]: e for e in run.curves}
     end = run.curves[-1]["step"]
     first = first_grokked_step(run, criterion, grokking_set)
     candidates = [s for s in run.snapshot_steps()
-                  if s in by_step and s < end and (first is None or s < first)
+                  if s in by_step and s < end and (first is None or s < first) and run.has_snapshot(s)
                   and by_step[s]["training_accuracy"] >= memorised and _exact_match(by_step[s], grokking_set) < criterion]
     return max(candidates, default=None)
 

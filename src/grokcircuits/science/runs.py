@@ -63,6 +63,10 @@ class Run:
     def snapshot_steps(self) -> list[int]:
         return list(self.record.get("snapshot_steps", []))
 
+    def has_snapshot(self, step: int) -> bool:
+        """Whether the weights of the snapshot at `step` are stored (a recorded step may have lost them)."""
+        return (self.store.checkpoint_dir(self.key) / f"snapshot_{step}.pt").exists()
+
     def has_weights(self) -> bool:
         return (self.store.checkpoint_dir(self.key) / "final.pt").exists()
 
