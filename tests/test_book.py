@@ -421,3 +421,13 @@ def test_chapter_03_fine_tunes_by_the_profiles_protocol_or_one_nearer_the_papers
     with pytest.raises(ConfigError, match="finetune='short'"):
         book.parameters("03_limited_transfer", {**ns, "finetune": "short"})
     assert book.parameters("03_limited_transfer", {**ns, "finetune": "paper_like"}).finetune == "paper_like"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--finetune", "short"], "finetune='short' is not allowed; allowed values: 'profile', 'paper_like'"),
+    (["--pretrain-regimes", "natural,hop3"], "regimes='hop3' is not allowed"),
+])
+def test_chapter_03_on_the_command_line_refuses_bad_input_before_training(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    assert main(["chapter", "03", "--profile", "tiny", *args]) == 2
+    assert message in capsys.readouterr().err and not any(tmp_path.iterdir())

@@ -150,6 +150,10 @@ def main(argv=None) -> int:
     c.add_argument("--query-set", default="train_inferred", help="chapter 01: the ID queries that are patched")
     c.add_argument("--patching-queries", type=int, default=200, help="chapter 01: queries per patched checkpoint")
     c.add_argument("--grokking-criterion", type=float, default=DEFAULT_GROKKING_CRITERION, help="chapter 01: OOD exact match at which a run counts as grokked")
+    c.add_argument("--pretrain-regimes", default="natural,both_full", help="chapter 03: the pretrained models that "
+                   f"are fine-tuned (comma-separated, from {list(REGIMES)})")
+    c.add_argument("--finetune", default="profile", help="chapter 03: the fine-tuning, profile (the profile's own) "
+                   "or paper_like (weight decay 1.0, EMA, a small lr, longer)")
     _add_launcher_options(c)
     w = sub.add_parser("sweep", help="train a named grid as ensembles within a budget; write and print its table")
     w.add_argument("--grid", default="toy", help="a grid named in grokcircuits.grids (first, toy)")
@@ -279,7 +283,7 @@ def main(argv=None) -> int:
         else:
             seeds = _list(args.seeds, int) if args.seeds else list(profile.seeds)
             if args.chapter == "03":
-                pre, fine = ex.transfer_runs(profile, seeds)
+                pre, fine = ex.transfer_runs(profile, seeds, _list(args.pretrain_regimes), args.finetune)
                 if train_all(pre) is None:
                     print("the fine-tuning runs start from these runs' weights: collect them first, then the "
                           "same command submits the fine-tuning")
