@@ -99,7 +99,11 @@ analysis.crossing_summary(runs, "test_inferred_ood", ["exact_match", "target_fou
 # come out low, seed by seed, on two **trained** models without the circuit: the natural run at its
 # earliest stored snapshot with the OOD atomic facts stored (at least 0.5) but the held-out ID
 # compositions not yet answered (below 0.9), and the **standard transformer**, read through its named
-# states (its embedding and each block, at the slot of the token each state predicts). A trained
+# states (its embedding and each block, at the slot of the token each state predicts). Causal, the
+# standard transformer's state at r1 has not seen r2: it is the atomic query (h, r1)'s and holds its
+# tail, the bridge, in any model that stores the facts (at the tiny profile it is decoded there at 0.33
+# by a model that never composes). So the probe reads only states that have seen the whole query: in
+# the recursive model every slot, in the standard transformer those at r2 and after. A trained
 # negative whose weights are not at hand is "not measured" at that seed; one measured at no seed
 # leaves the probe unchecked, and a verdict that would be decided stays **not shown**.
 #

@@ -33,6 +33,10 @@ def test_the_cell_is_chosen_on_even_rows_and_reported_on_odd_rows():
     assert out["chosen_on"] == out["reported_on"] == 4
     with pytest.raises(ValueError, match="at least 2 test queries"):
         lp.choose_and_report(hits[:1], ["Init", "H0_L0"])
+    hits[:, 0, 4] = True                     # a better cell at a slot the choice may not read
+    assert lp.choose_and_report(hits, ["Init", "H0_L0"])["slot"] == 4
+    assert (lp.choose_and_report(hits, ["Init", "H0_L0"], slots=(3,))["slot"],
+            lp.choose_and_report(hits, ["Init", "H0_L0"], slots=(3,))["bridge_decoded"]) == (3, 0.25)
 
 
 def test_the_composer_is_decoded_where_it_writes_the_bridge_and_the_lookup_is_not(data):
@@ -126,3 +130,20 @@ def test_trained_negative_controls_read_each_seed_where_weights_are_at_hand(tmp_
     # a second call reads the stored results: the weights are not loaded again
     standard[0].loaded.clear()
     assert lp.trained_negative_controls(natural, standard, "cpu") == out and standard[0].loaded == []
+
+
+@pytest.mark.slow
+def test_the_standard_transformer_holds_the_first_hop_at_r1_and_is_read_only_after_r2(tmp_path):
+    """Causal, the standard transformer's state at r1 is the atomic query (h, r1)'s: a model that stores
+    the facts holds the bridge there for any query, OOD included, without composing. The probe reads
+    only the states that have seen the whole query."""
+    from grokcircuits.store import Store
+    from grokcircuits.training import train_group
+    config = TINY.run("gpt", "natural", 0)
+    run = train_group([config], Store(tmp_path), log=lambda m: None)[config.key()]
+    model = run.load_model(None, "cpu")
+    assert run.curves[-1]["ood_atomic"]["exact_match"] > 0.9 and run.curves[-1]["test_inferred_ood"]["exact_match"] < 0.1
+    out = lp.bridge_probe(model, build_dataset(TINY.data), "cpu")
+    decoded_map = torch.tensor(out["decoded_map"])                                   # (stages, 5)
+    assert out["slot"] in (3, 4) and out["bridge_decoded"] < 0.1                      # after r2: nothing
+    assert decoded_map[:, 2].max() > 0.2 > decoded_map[:, 3:].max()                   # at r1: the first hop

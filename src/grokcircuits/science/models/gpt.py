@@ -65,6 +65,9 @@ class GPT(nn.Module):
         self.head = nn.Linear(D, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight   # tied, as in GPT-2
         self.stages = ["Embed"] + [f"Block{i}" for i in range(config.layers)]
+        # the label slots whose state has seen the whole query (h, r1, r2): causal, the states at h and
+        # r1 have not, and at r1 the state is the atomic query's (h, r1), which predicts its tail
+        self.whole_query_slots = (3, 4)
         for name, p in self.named_parameters():
             if p.dim() == 2:
                 nn.init.normal_(p, std=0.02)
