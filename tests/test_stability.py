@@ -125,3 +125,25 @@ def test_the_book_reads_the_table_as_frames_and_a_chart(tmp_path, monkeypatch, o
     assert charts.retention(curves, "title").to_dict()["facet"]["field"] == "point"
     assert stability.load_stability("nothing_here") is None
     assert stability.summary_line(table).startswith("1 of 1 points measured to +4 epochs; 0 retain; readings: confounded 1")
+
+
+def test_the_cost_plan_measures_where_a_point_ran_and_borrows_or_scales_where_not(tmp_path, monkeypatch, one_thread):
+    from dataclasses import replace
+    from grokcircuits.ops.screen import Screen
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    toy = get_screen("toy_stability")
+    base = toy.points[0]
+    wide = replace(base, name="wide", model=replace(base.model, width=2 * base.model.width))
+    bigger = replace(base, name="bigger_graph", data=replace(base.data, seed=base.data.seed + 1))   # same model
+    screen = Screen(name="toy_plan", description="", points=(base, bigger, wide)).validate()
+    store = Store(tmp_path / "sweep")
+    before = {r["point"]: r for r in stability.cost_plan(screen, store)}
+    assert before["toy"]["cpu_hours_left"] is None                        # nothing measured yet: no estimate
+    stability.run_screen(screen.only(("toy",)), budget_seconds=300, table_screen=screen)
+    plan = {r["point"]: r for r in stability.cost_plan(screen, store)}
+    assert plan["toy"]["rates"] == "measured" and plan["toy"]["cpu_hours_left"] == 0
+    assert plan["bigger_graph"]["rates"] == "as toy" and plan["bigger_graph"]["fit_s_per_step"] == plan["toy"]["fit_s_per_step"]
+    assert plan["wide"]["rates"] == "scaled from toy"
+    assert plan["wide"]["fit_s_per_step"] == pytest.approx(4 * plan["toy"]["fit_s_per_step"])   # width squared
+    assert plan["wide"]["continuation_steps_left"] == 2 * base.epochs * base.steps_per_epoch()   # natural and control
+    assert "CPU-hours left in all" in stability.format_plan(list(plan.values()))

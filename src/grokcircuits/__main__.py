@@ -107,6 +107,10 @@ def _stability(args) -> int:
         from grokcircuits.ops.campaign import weights_to_commit
         print("\n".join(map(str, weights_to_commit(screen.configs(), Store(sweep_root())))))
         return 0
+    if args.plan:
+        from grokcircuits.ops.stability import cost_plan, format_plan
+        print(format_plan(cost_plan(screen, Store(sweep_root()))))
+        return 0
     if args.table:
         table = stability_table(screen, Store(sweep_root()))
         write_stability(table, table_dir(screen.name))
@@ -177,6 +181,8 @@ def main(argv=None) -> int:
                     "resumable checkpoints and the same command resumes them")
     st.add_argument("--points", default="", help="train only these points (comma-separated names), in the screen's order")
     st.add_argument("--table", action="store_true", help="write and print the table of what is stored, train nothing")
+    st.add_argument("--plan", action="store_true", help="print each point's CPU cost left (seconds a step measured, "
+                    "or scaled from the first point's by width squared and blocks), train nothing")
     st.add_argument("--weights-to-commit", action="store_true", help="print the checkpoint files of the screen's runs "
                     "that git must hold (git add -f them) for a fresh clone to resume the screen; train nothing")
     p = sub.add_parser("probe", help="where a sweep run's OOD compositions fail: exact match, the lens and the "

@@ -259,3 +259,67 @@ def summary_line(table: dict) -> str:
     return (f"{len(measured)} of {len(readings)} points measured to +{table['report_epochs'][-1]} epochs; "
             f"{len(retained)} retain{' (' + ', '.join(retained) + ')' if retained else ''}; readings: "
             + (", ".join(f"{v} {n}" for v, n in counts.items()) or "none yet"))
+
+
+# --- what a point will cost, before it runs ----------------------------------------------------------
+TYPICAL_FIT_EPOCHS = 35   # the fitted points took 23-60 epochs of the natural data's size; the cap bounds it
+
+
+def _seconds_per_step(summary: dict) -> float | None:
+    steps, seconds = summary.get("steps"), summary.get("cpu_seconds")
+    return seconds / steps if steps and seconds else None
+
+
+def _scale(point: StabilityPoint, reference: StabilityPoint) -> float:
+    """How much more a step of `point` costs than one of `reference`: the matmul work (width squared,
+    blocks) at one batch size; the graph changes the steps an epoch, not a step."""
+    return ((point.model.width / reference.model.width) ** 2 * point.model.blocks / reference.model.blocks)
+
+
+def cost_plan(screen: Screen, store: Store, reference: str | None = None) -> list[dict]:
+    """Per point: the CPU seconds a step measured where it ran (fit and continuation), else those of a
+    measured point with the same model (a step's cost does not depend on the graph), else scaled from
+    the `reference` point's (the screen's first by default) by `_scale`; the steps left (the fit at
+    TYPICAL_FIT_EPOCHS epochs, at most its cap; the continuations in full) and the CPU-hours they take."""
+    rows = {p.name: point_row(p, store, probe=False) for p in screen.points}
+    ref = next(p for p in screen.points if p.name == (reference or screen.points[0].name))
+
+    def rates(p: StabilityPoint) -> tuple[float | None, float | None, str]:
+        own = (_seconds_per_step(rows[p.name]["fit"]), _seconds_per_step(rows[p.name]["natural"]))
+        if own[0]:
+            return own[0], own[1] or own[0], "measured"
+        twin = next((q for q in screen.points if q.model == p.model and _seconds_per_step(rows[q.name]["fit"])), None)
+        if twin is not None:
+            fit, cont = _seconds_per_step(rows[twin.name]["fit"]), _seconds_per_step(rows[twin.name]["natural"])
+            return fit, cont or fit, f"as {twin.name}"
+        fit, cont = _seconds_per_step(rows[ref.name]["fit"]), _seconds_per_step(rows[ref.name]["natural"])
+        return (fit and fit * _scale(p, ref)), (cont and cont * _scale(p, ref)), f"scaled from {ref.name}"
+
+    plan = []
+    for p in screen.points:
+        r, per_epoch = rows[p.name], p.steps_per_epoch()
+        fit_rate, cont_rate, source = rates(p)
+        fit_left = 0 if r["fit"]["status"] in ("fitted", "capped") else \
+            max(0, min(p.train.steps, TYPICAL_FIT_EPOCHS * per_epoch) - r["fit"].get("steps", 0))
+        cont_total = p.epochs * per_epoch
+        cont_left = sum(cont_total - (r[k].get("steps", 0) if r[k].get("status") != "complete" else cont_total)
+                        for k in ("natural", "control") if k in r) if r["fit"]["status"] != "not started" \
+            else cont_total * (2 if p.control else 1)
+        seconds = (fit_left * (fit_rate or 0)) + cont_left * (cont_rate or 0)
+        plan.append({"point": p.name, "steps_per_epoch": per_epoch, "fit_s_per_step": fit_rate,
+                     "continuation_s_per_step": cont_rate, "fit_steps_left": fit_left,
+                     "continuation_steps_left": cont_left, "cpu_hours_left": seconds / 3600 if fit_rate else None,
+                     "rates": source})
+    return plan
+
+
+def format_plan(plan: list[dict]) -> str:
+    head = ["point", "steps/epoch", "s/step fit", "s/step continuation", "fit steps left",
+            "continuation steps left", "CPU-h left", "rates"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in plan:
+        cells = [r["point"], r["steps_per_epoch"], r["fit_s_per_step"], r["continuation_s_per_step"], r["fit_steps_left"],
+                 r["continuation_steps_left"], r["cpu_hours_left"], r["rates"]]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    total = sum(r["cpu_hours_left"] or 0 for r in plan)
+    return "\n".join(lines) + f"\n\nCPU-hours left in all: {total:.1f} (one core at 1 thread)\n"
