@@ -149,7 +149,7 @@ def _cell(v) -> str:
 def format_markdown(table: dict) -> str:
     """The table as markdown: one line a point, the curves left to stability.json."""
     e = table["report_epochs"]
-    head = (["point", "entities", "width", "blocks", "Grokfast", "fit: status", "fit: epochs", "fit: OOD", "fit: CPU-s"]
+    head = (["point", "entities", "width", "blocks", "lr", "Grokfast", "fit: status", "fit: epochs", "fit: OOD", "fit: CPU-s"]
             + [f"natural +{x}: OOD (atomic)" for x in e] + ["natural: ID at end", "bridge at end"]
             + [f"control +{x}: OOD" for x in e] + ["verdict"])
     lines = [f"# Stability screen `{table['screen']}`", "", table["description"], "",
@@ -158,7 +158,7 @@ def format_markdown(table: dict) -> str:
              "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in table["rows"]:
         fit, nat, ctl = r["fit"], r["natural"], r.get("control", {})
-        cells = ([r["point"], r["n_entities"], r["width"], r["blocks"], "on" if r["grokfast"] else "off",
+        cells = ([r["point"], r["n_entities"], r["width"], r["blocks"], f"{r['lr']:g}", "on" if r["grokfast"] else "off",
                   fit.get("status"), fit.get("epochs"), fit.get("ood"), fit.get("cpu_seconds")]
                  + [f"{_cell(nat.get(f'ood_{x}'))} ({_cell(nat.get(f'ood_atomic_{x}'))})" for x in e]
                  + [nat.get("id_end"), nat.get("bridge_end")] + [ctl.get(f"ood_{x}") for x in e] + [r["verdict"]])
@@ -234,7 +234,7 @@ def retention_table(table: dict) -> "pd.DataFrame":
     for r in table["rows"]:
         nat, ctl, fit = r["natural"], r.get("control", {}), r["fit"]
         row = {"point": r["point"], "entities": r["n_entities"], "width": r["width"], "blocks": r["blocks"],
-               "Grokfast": "on" if r["grokfast"] else "off", "fitted": fit.get("status"),
+               "lr": r.get("lr"), "Grokfast": "on" if r["grokfast"] else "off", "fitted": fit.get("status"),
                "fit epochs": fit.get("epochs")}
         for e in epochs:
             row[f"natural +{e}"] = _pair(nat.get(f"ood_{e}"), nat.get(f"ood_atomic_{e}"))
