@@ -42,7 +42,8 @@ profile = "tiny"                              # tiny | cpu | gpu | paper
 seeds = None      # None: the profile's seeds (tiny: [0, 1]; cpu, gpu and paper: [0, 1, 2]) and every other seed
                   # whose runs at this configuration are complete (in the profile's store or the sweep's)
 workers = 16                                  # most runs trained together as one ensemble (one batched step)
-pretrain_regimes = ["natural", "both_full"]   # the pretrained models that are fine-tuned
+pretrain_regimes = None   # the pretrained models that are fine-tuned; None: the profile's (tiny: natural and
+                          # both hops full; cpu: all five regimes, as the paper)
 grokking_criterion = 0.5   # OOD exact match at which a pretraining run counts as grokked (a mature circuit)
 finetune = "profile"       # profile (the profile's own fine-tuning) | paper_like (weight decay 1.0, EMA, a small lr, longer)
 
@@ -130,6 +131,18 @@ mature = (per_run["pretrain_ood_exact_match"] >= ch.grokking_criterion).astype(o
 analysis.readable(per_run.assign(mature=mature).drop(columns="is_control").set_index(["condition", "seed"])
                   .rename(columns={"pretrain_ood_exact_match": "its pretraining's OOD exact match", **analysis.SET_NAMES}),
                   missing="(control)")
+
+# %% [markdown]
+# ## Every pretraining regime side by side
+#
+# The paper fine-tunes from all five pretraining regimes and sets the mature circuits (the regimes
+# whose pretraining grokked) beside the "fake grokked" second-hop-only model and the from-scratch
+# control. Here each row is one pretraining regime: how many of its seeds start from a mature
+# circuit, then per query set the mean over seeds and every seed's value, so that a pattern that
+# follows the seed (the same direction of transfer whatever the pretraining) shows as such.
+
+# %% tags=["hide-input"]
+analysis.transfer_by_regime(per_run, ch.grokking_criterion)
 
 # %% [markdown]
 # ## Verdict

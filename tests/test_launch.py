@@ -88,7 +88,19 @@ def test_cli_rejects_bad_launcher_before_any_submission(tmp_path, monkeypatch, c
     assert "partition is required" in capsys.readouterr().err
     assert main(["train", "--launcher", "local", "--slurm-option", "mem"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+    assert main(["train", "--budget-seconds", "0"]) == 2
+    assert "budget-seconds=0.0" in capsys.readouterr().err
+    assert main(["chapter", "00", "--launcher", "local", "--budget-seconds", "60"]) == 2
+    assert "launcher=inprocess" in capsys.readouterr().err
     assert not any(tmp_path.rglob("*")), "nothing may be written or submitted"
+
+
+def test_a_spent_budget_leaves_the_run_unfinished_and_says_so(tmp_path, monkeypatch, capsys, one_thread):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    assert main(["train", "--profile", "tiny", "--budget-seconds", "1e-9"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 runs unfinished at the budget" in out and '"steps"' not in out
+    assert not list(tmp_path.rglob("record.json"))
 
 
 def test_slurm_without_slurm_commands_is_a_config_error(monkeypatch):

@@ -548,6 +548,21 @@ def test_transfer_table_decides_maturity_from_each_models_own_pretraining():
         analysis.transfer_table([pre[0]], fine)
 
 
+def test_transfer_by_regime_puts_conditions_side_by_side_with_every_seed():
+    per_run = pd.DataFrame([
+        {"condition": "fine-tuned from A", "seed": 1, "is_control": False, "pretrain_ood_exact_match": 0.2,
+         "new_atomic": 1.0, "new_old": 0.2, "old_new": 0.0, "new_new": 0.0},
+        {"condition": "fine-tuned from A", "seed": 0, "is_control": False, "pretrain_ood_exact_match": 0.9,
+         "new_atomic": 1.0, "new_old": 0.8, "old_new": 0.1, "new_new": 0.0},
+        {"condition": "control", "seed": 0, "is_control": True, "pretrain_ood_exact_match": float("nan"),
+         "new_atomic": 1.0, "new_old": 0.1, "old_new": 0.0, "new_new": 0.0}])
+    t = analysis.transfer_by_regime(per_run, grokking_criterion=0.5)
+    assert list(t.index) == ["fine-tuned from A", "control"]                       # the control last
+    assert t.loc["fine-tuned from A", "mature circuit (pretraining grokked)"] == "1 of 2"
+    assert t.loc["control", "mature circuit (pretraining grokked)"] == "-"
+    assert t.loc["fine-tuned from A", analysis.SET_NAMES["new_old"]] == "0.50 (s0 0.80, s1 0.20)"   # seeds in order
+
+
 def test_cost_table_finds_the_first_evaluation_at_the_criterion():
     curves = [{"step": s, "wall_seconds": s / 100, "test_inferred_ood": {"exact_match": em}}
               for s, em in ((0, 0.0), (100, 0.3), (200, 0.6), (300, 0.9))]

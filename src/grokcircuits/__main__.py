@@ -20,6 +20,7 @@ import argparse
 import json
 import shlex
 import sys
+import time
 
 from grokcircuits.config import ARCHITECTURES, REGIMES, ConfigError, check_choice, get_profile
 from grokcircuits.pages import chapters
@@ -57,9 +58,21 @@ def _trainer(args, store: Store, argv: list[str]):
                             max_requeues=args.max_requeues, wait=not args.no_wait,
                             slurm_options=parse_slurm_options(args.slurm_option)).validate()
 
+    budget = getattr(args, "budget_seconds", None)
+    if budget is not None and (budget <= 0 or options.launcher != "inprocess"):
+        raise ConfigError(f"budget-seconds={budget}: must be > 0, and only with launcher=inprocess "
+                          f"(jobs have the scheduler's time limit)")
+    deadline = None if budget is None else time.time() + budget
+
     def train_all(configs):
         if options.launcher == "inprocess":
-            return ex.train_many(configs, store, args.workers)
+            runs = ex.train_many(configs, store, args.workers, deadline=deadline)
+            unfinished = [k for k, r in runs.items() if r is None]
+            if unfinished:
+                print(f"{len(unfinished)} of {len(runs)} runs unfinished at the budget; their resumable "
+                      f"checkpoints are stored and the same command resumes them: {', '.join(unfinished)}")
+                return None
+            return runs
         launched = launch(configs, store, options)
         if launched.runs is None:
             again = shlex.join(["python", "-m", "grokcircuits"] + [a for a in argv if a != "--no-wait"])
@@ -145,6 +158,8 @@ def main(argv=None) -> int:
     t.add_argument("--workers", type=int, default=None, help="most runs trained together as one ensemble (default 16)")
     t.add_argument("--distributed", action="store_true", help="split each run's batch over the processes of "
                    "torchrun (torchrun --nproc_per_node=G -m grokcircuits train ... --distributed)")
+    t.add_argument("--budget-seconds", type=float, default=None, help="wall-clock budget (in-process "
+                   "training): runs unfinished at it keep resumable checkpoints and the same command resumes them")
     _add_launcher_options(t)
     c = sub.add_parser("chapter", help="train every run a chapter needs")
     c.add_argument("chapter", choices=list(chapters.by_number()))
@@ -154,10 +169,12 @@ def main(argv=None) -> int:
     c.add_argument("--query-set", default="train_inferred", help="chapter 01: the ID queries that are patched")
     c.add_argument("--patching-queries", type=int, default=200, help="chapter 01: queries per patched checkpoint")
     c.add_argument("--grokking-criterion", type=float, default=DEFAULT_GROKKING_CRITERION, help="chapter 01: OOD exact match at which a run counts as grokked")
-    c.add_argument("--pretrain-regimes", default="natural,both_full", help="chapter 03: the pretrained models that "
-                   f"are fine-tuned (comma-separated, from {list(REGIMES)})")
+    c.add_argument("--pretrain-regimes", default=None, help="chapter 03: the pretrained models that are fine-tuned "
+                   f"(comma-separated, from {list(REGIMES)}; default: the profile's transfer_regimes)")
     c.add_argument("--finetune", default="profile", help="chapter 03: the fine-tuning, profile (the profile's own) "
                    "or paper_like (weight decay 1.0, EMA, a small lr, longer)")
+    c.add_argument("--budget-seconds", type=float, default=None, help="wall-clock budget (in-process "
+                   "training): runs unfinished at it keep resumable checkpoints and the same command resumes them")
     _add_launcher_options(c)
     w = sub.add_parser("sweep", help="train a named grid as ensembles within a budget; write and print its table")
     w.add_argument("--grid", default="toy", help="a grid named in grokcircuits.grids (first, toy)")
@@ -289,10 +306,11 @@ def main(argv=None) -> int:
         else:
             seeds = _list(args.seeds, int) if args.seeds else list(profile.seeds)
             if args.chapter == "03":
-                pre, fine = ex.transfer_runs(profile, seeds, _list(args.pretrain_regimes), args.finetune)
+                pre, fine = ex.transfer_runs(profile, seeds, _list(args.pretrain_regimes) if args.pretrain_regimes
+                                             else list(profile.transfer_regimes), args.finetune)
                 if train_all(pre) is None:
-                    print("the fine-tuning runs start from these runs' weights: collect them first, then the "
-                          "same command submits the fine-tuning")
+                    print("the fine-tuning runs start from these runs' weights: once they are complete, the "
+                          "same command trains the fine-tuning")
                     return 0
                 runs = train_all(fine)
             else:

@@ -272,6 +272,8 @@ class Profile:
     provenance: str = ""       # where the settings come from (a sweep's grid and rows, or a guess)
     finetune_paper_like: TrainConfig | None = None   # chapter 03's `finetune="paper_like"`: the paper's kind of
                                # fine-tuning (weight decay 1.0, EMA, a small lr, long); None: `finetune` is already it
+    transfer_regimes: tuple[str, ...] = ("natural", "both_full")   # chapter 03's pretrained models when the page
+                               # names none (`pretrain_regimes=None`): the paper fine-tunes from all five
 
     def finetune_config(self, protocol: str = "profile") -> TrainConfig:
         """The fine-tuning of chapter 03: the profile's own (`finetune`) or one nearer the paper's."""

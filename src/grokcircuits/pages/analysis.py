@@ -241,6 +241,27 @@ def transfer_table(pretrained, fine_tuned, metric: str = "exact_match") -> pd.Da
     return pd.DataFrame(rows)
 
 
+def transfer_by_regime(per_run: pd.DataFrame, grokking_criterion: float) -> pd.DataFrame:
+    """Chapter 03 side by side: one row per pretraining condition (the from-scratch control last),
+    with its seeds, how many of them start from a mature circuit (their own pretraining reached OOD
+    exact match `grokking_criterion`), and per transfer set the mean over seeds with every seed's
+    value ("0.42 (s0 0.87, s1 0.16, s2 0.23)"). `per_run`: transfer_table's rows."""
+    rows = []
+    order = sorted(per_run["condition"].unique(), key=lambda c: (per_run.loc[per_run["condition"] == c, "is_control"].all(), c))
+    for condition in order:
+        part = per_run[per_run["condition"] == condition].sort_values("seed")
+        control = bool(part["is_control"].all())
+        mature = part["pretrain_ood_exact_match"].astype(float) >= grokking_criterion
+        row = {"condition": condition, "seeds": len(part),
+               "mature circuit (pretraining grokked)": "-" if control else f"{int(mature.sum())} of {len(part)}"}
+        for s in TRANSFER_SETS:
+            values = part[s].astype(float)
+            row[SET_NAMES.get(s, s)] = (f"{values.mean():.2f} (" + ", ".join(f"s{int(seed)} {v:.2f}" for seed, v
+                                                                           in zip(part["seed"], values)) + ")")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("condition")
+
+
 def load_planned(profile, store, seeds=None) -> tuple[list, pd.DataFrame]:
     """(the planned runs at `seeds` found in `store`, each once; a table of which chapters use each
     planned run and whether it is there)."""

@@ -97,7 +97,12 @@ def _memorised_at(name, v):
     return check_memorised_at(None if v in (None, "None") else v)
 
 
-CHECKS = {"memorised_at": _memorised_at, "finetune": _finetune, "comparison": _comparison, "grokking_set": _grokking_set, "query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _regimes,
+def _pretrain_regimes(name, v):
+    """None (the profile's `transfer_regimes`) or a non-empty list of regimes."""
+    return None if v in (None, "None") else _regimes(name, v)
+
+
+CHECKS = {"memorised_at": _memorised_at, "finetune": _finetune, "comparison": _comparison, "grokking_set": _grokking_set, "query_set": _query_set, "profile": _profile, "seeds": _seeds, "regimes": _regimes, "pretrain_regimes": _pretrain_regimes,
           "workers": _positive_int, "patching_queries": _positive_int, "grokking_criterion": _grokking_criterion}
 
 # The pages' names, parameters and chapter 01's variants are defined once, in `chapters`.
@@ -161,6 +166,8 @@ def parameters(chapter: str, namespace: dict) -> Chapter:
     default = "seeds" in allowed and "seeds" not in params
     if default:   # None: the profile's default seeds (and, by `chapter_runs`, any other at the point)
         params["seeds"] = list(get_profile(params["profile"]).seeds)
+    if "pretrain_regimes" in params and params["pretrain_regimes"] is None:   # None: the profile's
+        params["pretrain_regimes"] = list(get_profile(params["profile"]).transfer_regimes)
     return Chapter(chapter, {k: params[k] for k in allowed}, default_seeds=default or "seeds" not in allowed)
 
 

@@ -29,11 +29,11 @@ def regime_runs(profile: Profile, seeds, regimes=tuple(REGIMES)) -> list[RunConf
     return [profile.run("trm", r, s) for r in regimes for s in seeds]
 
 
-def transfer_runs(profile: Profile, seeds, regimes=PRETRAIN_REGIMES_FOR_TRANSFER,
+def transfer_runs(profile: Profile, seeds, regimes=None,
                   protocol: str = "profile") -> tuple[list[RunConfig], list[RunConfig]]:
-    """Chapter 03: pretraining runs, then fine-tuning of each (`protocol`: config.FINETUNE_PROTOCOLS)
-    plus one from-scratch control per seed."""
-    pre = regime_runs(profile, seeds, regimes)
+    """Chapter 03: pretraining runs of `regimes` (None: the profile's `transfer_regimes`), then
+    fine-tuning of each (`protocol`: config.FINETUNE_PROTOCOLS) plus one from-scratch control per seed."""
+    pre = regime_runs(profile, seeds, profile.transfer_regimes if regimes is None else regimes)
     fine = ([profile.transfer_run(p, p.train.seed, protocol) for p in pre]
             + [profile.transfer_run(None, s, protocol) for s in seeds])
     return pre, fine
