@@ -402,6 +402,7 @@ CPU = Profile(
     finetune_paper_like=TrainConfig(steps=10_000, batch_size=128, lr=1e-4, betas=(0.9, 0.95), weight_decay=1.0,
                                     warmup_steps=100, ema_decay=0.999, eval_every=500, eval_size=1000, snapshots=0,
                                     checkpoint_every=1000, compile=True),
+    transfer_regimes=("natural", "both_full", "both_half", "hop1_only", "hop2_only"),
     validated_on="CPU: Intel Xeon, AVX-512, 2 cores (1 thread a run)",
     provenance="the point of grid `cpu` (results/sweep/cpu/table.json) at the weight decay of grid `cpu_wd03` "
                "(results/sweep/cpu_wd03/table.json), set from condition (a): both hops full reached OOD exact match "
