@@ -25,13 +25,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_the_plan_holds_every_chapter_run_in_the_order_that_answers_claims_soonest():
     cpu = get_profile("cpu")
     waves = campaign.planned_waves(cpu)
-    first, transfer, standard, others = (w.runs for w in waves)
+    first, transfer, standard, others, transfer_others = (w.runs for w in waves)
     assert sorted({c.data.regime for c in first}) == ["both_full", "natural"] and len(first) == 6
     assert len(transfer) == 9 and all(c.transfer is not None for c in transfer)
-    assert {c.init_from for c in transfer} - {None} <= {c.key() for c in first}
+    assert {c.init_from for c in transfer} - {None} <= {c.key() for c in first}    # parents trained before
     assert [c.model.architecture for c in standard] == ["gpt"] * 3
     assert sorted({c.data.regime for c in others}) == sorted(set(REGIMES) - {"natural", "both_full"})
-    assert len(campaign.all_runs(waves)) == 6 + 9 + 3 + 9
+    # chapter 03 fine-tunes from every regime at cpu: those from the other regimes come after their parents
+    assert sorted({c.init_regime for c in transfer_others}) == sorted(set(REGIMES) - {"natural", "both_full"})
+    assert len(transfer_others) == 9 and {c.init_from for c in transfer_others} <= {c.key() for c in others}
+    assert len(campaign.all_runs(waves)) == 6 + 9 + 3 + 9 + 9
     assert campaign.name_of(transfer[0]).startswith("transfer fine-tuned from")
     assert campaign.name_of(transfer[-1]) == "transfer from scratch s2"
 
@@ -120,7 +123,7 @@ def test_waves_train_only_the_named_waves_and_a_wrong_name_is_refused(tmp_path):
                                  seeds=[0], waves=["standard"])
     trained = {r["run"] for r in rows if r["status"] == "complete"}
     assert trained == {"gpt natural s0"} and len(rows) == 9
-    with pytest.raises(Exception, match="waves='gpt' is not a wave; allowed: first, transfer, standard, regimes"):
+    with pytest.raises(Exception, match="waves='gpt' is not a wave; allowed: first, transfer, standard, regimes, transfer_regimes"):
         campaign.run_campaign(profile, 600, store=store, sweep_store=Store(tmp_path / "none"), seeds=[0], waves=["gpt"])
 
 

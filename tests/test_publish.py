@@ -383,7 +383,9 @@ def _make(cwd: Path, *args: str, results: Path | None = None, timeout: int = 360
 
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory):
-    """The repository's files (tracked and new, not ignored) in a fresh git repository."""
+    """The repository's files (tracked and new, not ignored) in a fresh git repository. Tracked files
+    under ignored folders (the checkpoints committed with `git add -f`) are added by force, as the
+    repository holds them: a clone of the copy then has what a clone of the repository has."""
     _venv()
     dest = tmp_path_factory.mktemp("publish") / "repo"
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
@@ -394,6 +396,11 @@ def repo_copy(tmp_path_factory):
             shutil.copy2(ROOT / rel, dest / rel)
     _git(dest, "init", "-q", "-b", "main")
     _git(dest, "add", "-A")
+    forced = subprocess.run(["git", "ls-files", "-ci", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.split("\0")
+    forced = [rel for rel in forced if rel and (dest / rel).is_file()]
+    for start in range(0, len(forced), 200):
+        _git(dest, "add", "-f", "--", *forced[start:start + 200])
     _git(dest, "commit", "-qm", "the book's sources")
     return dest
 

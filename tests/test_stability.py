@@ -113,6 +113,18 @@ def test_toy_screen_end_to_end(tmp_path, monkeypatch, one_thread):
     assert (tmp_path / "sweep" / "toy_stability" / "stability.md").read_text().count("| toy |") == 1
 
 
+def test_a_fit_whose_weights_were_lost_is_named_and_the_screen_goes_on(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))
+    point = get_screen("toy_stability").points[0]
+    store = Store(tmp_path / "sweep")
+    store.save_run(point.fit().key(), {"status": "complete", "steps": 8}, [entry(8)])   # a record, no final.pt
+    lines = []
+    stability.train_point(point, store, deadline=float("inf"), device="cpu", log=lines.append)
+    assert any("final weights are not on this machine" in line and str(store.run_dir(point.fit().key())) in line
+               for line in lines)
+    assert all(stability.load_run(c, store) is None for c in point.continuations())     # nothing trained
+
+
 def test_the_book_reads_the_table_as_frames_and_a_chart(tmp_path, monkeypatch, one_thread):
     from grokcircuits.pages import charts
     monkeypatch.setenv("GROKCIRCUITS_RESULTS", str(tmp_path))

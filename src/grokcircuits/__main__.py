@@ -216,7 +216,7 @@ def main(argv=None) -> int:
                    "(git add -f them) for a fresh clone to resume the campaign and render the book; train nothing")
     g.add_argument("--threads", type=int, default=1, help="torch threads (default 1, so that work can go on beside it)")
     g.add_argument("--seeds", default=None, help="comma-separated; default: the profile's seeds")
-    g.add_argument("--waves", default=None, help="comma-separated, from first, transfer, standard, regimes: train "
+    g.add_argument("--waves", default=None, help="comma-separated, from first, transfer, standard, regimes, transfer_regimes: train "
                    "only those waves (one process a core); default: all, in that order")
     g.add_argument("--workers", type=int, default=None, help="most runs trained together as one ensemble "
                    "(default 16); fewer finish sooner, so that a session ends with complete runs")

@@ -44,10 +44,13 @@ class Wave:
 WAVES = (   # (key, name, which planned runs): every run the chapters plan falls in exactly one
     ("first", "recursive model: both hops full and natural data (chapters 01, 03)",
      lambda c: c.transfer is None and c.model.architecture == "trm" and c.data.regime in FIRST_REGIMES),
-    ("transfer", "transfer: fine-tuning and from-scratch controls (chapter 03)", lambda c: c.transfer is not None),
+    ("transfer", "transfer: fine-tuning from the first wave and from-scratch controls (chapter 03)",
+     lambda c: c.transfer is not None and (c.init_from is None or c.init_regime in FIRST_REGIMES)),
     ("standard", "standard transformer on the natural data (chapter 00)", lambda c: c.model.architecture == "gpt"),
     ("regimes", "recursive model: the other regimes (chapter 02)",
      lambda c: c.transfer is None and c.model.architecture == "trm" and c.data.regime not in FIRST_REGIMES),
+    ("transfer_regimes", "transfer: fine-tuning from the other regimes (chapter 03, after their pretraining)",
+     lambda c: c.transfer is not None and c.init_from is not None and c.init_regime not in FIRST_REGIMES),
 )
 
 

@@ -180,9 +180,14 @@ def train_point(point: StabilityPoint, store: Store, deadline: float, device=Non
     if load_run(fit, store) is None:
         log(f"point {point.name}: fitting {fit.key()} (both hops full, at most {point.train.steps} steps)")
         train_group([fit], store, device=device, log=log, deadline=deadline)
-    if load_run(fit, store) is None or time.time() >= deadline:
+    fitted = load_run(fit, store)
+    if fitted is None or time.time() >= deadline:
         return
     todo = [c for c in point.continuations() if load_run(c, store) is None]
+    if todo and not fitted.has_weights():
+        log(f"point {point.name}: its fit {fit.key()} is complete but its final weights are not on this machine "
+            f"(not committed); the continuations need them: remove {store.run_dir(fit.key())} to fit it again")
+        return
     if todo:
         log(f"point {point.name}: continuing {', '.join(c.key() for c in todo)} for {point.epochs} epochs")
         train_group(todo, store, device=device, log=log, deadline=deadline)
