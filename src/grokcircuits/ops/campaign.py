@@ -7,7 +7,8 @@ Plain Python. The runs of chapters 00-03 with their default parameters (the prof
 in waves, in the order that answers claims soonest: the recursive model on both hops full and on the
 natural data (chapters 01 and 03's pretraining), then the transfer runs that start from them and the
 from-scratch controls (chapter 03), then the standard transformer (chapter 00), then the other three
-regimes (chapter 02). Runs already trained by the sweep whose configuration is the profile's (the
+regimes (chapter 02), then the fine-tuning from those three where the profile's chapter 03 asks for it
+(`Profile.transfer_regimes`). Runs already trained by the sweep whose configuration is the profile's (the
 `cpu` profile's recursive runs are the grid `cpu_wd03`'s) are adopted from the sweep's store, not trained
 again. Every evaluation prints a progress line (run, step, epoch, the curves, time left). At the
 budget the campaign stops at a step boundary, stores every unfinished run with its resumable
