@@ -306,7 +306,8 @@ def screen_point(name: str, data: DataConfig = CPU_DATA, model: ModelConfig = CP
 
 
 def stability_screen() -> Screen:
-    """Graph size, width, blocks and Grokfast around the `cpu` profile's point, in the order of cost."""
+    """Graph size, width, blocks, Grokfast, weight decay, lr and the model variants around the `cpu`
+    profile's point, roughly in the order of cost."""
     sweep_graph = lambda n: replace(graph(n), probe_size=1000)
     return Screen(
         name="stability",
@@ -314,7 +315,8 @@ def stability_screen() -> Screen:
                     "Grokfast, batch 128) fitted on both hops full, then continued 40 epochs on the natural "
                     "data; points move one knob each: the graph (50 entities of 30 relation types at 10% OOD, "
                     "the `cpu` graph; 50, 100 and 200 entities of 50 relation types at 5% OOD, 20 relations an "
-                    "entity), the width (64, 128, 256), the blocks of the shared module (1, 2) and Grokfast",
+                    "entity), the width (64, 128, 256), the blocks of the shared module (1, 2), Grokfast, the weight "
+                    "decay (0, 0.1, 0.3, 1.0) and the lr (1e-3, 1e-4), and three model variants",
         points=(
             screen_point("cpu", control=True),
             screen_point("cpu_blocks1", model=replace(CPU_TRM, blocks=1)),
@@ -336,9 +338,16 @@ def stability_screen() -> Screen:
             # lr 1e-3 (OOD and facts 0.00 at its 10k-step cap), width 64 was still storing facts at its cap
             screen_point("cpu_attention_lr3e-4", model=replace(CPU_TRM, token_mixer="attention"), cap=20_000, lr=3e-4),
             screen_point("cpu_width64_long", model=replace(CPU_TRM, width=64), cap=60_000),
+            # weight decay in both phases: without a term that keeps the OOD bridges in use, decay may be
+            # what erodes them (the OOD facts stay stored, so the second hop's reading of them drifts)
+            screen_point("cpu_wd0", cap=20_000, weight_decay=0.0),
+            screen_point("cpu_wd0.1", cap=20_000, weight_decay=0.1),
+            screen_point("cpu_wd1", cap=20_000, weight_decay=1.0),
+            # the paper's lr region (it trains at 4e-5, batch 512): a tenth of the profile's lr in both phases
+            screen_point("cpu_lr1e-4", cap=40_000, lr=1e-4),
         ),
         left_out="width 512 and the paper's 1536 (16 and 140 times the width-128 step's matmul work: hours a "
-                 "point on one core), 400 entities, lr 1e-4 and weight decay 0.1 / 1.0, the paper's recursion "
+                 "point on one core), 400 entities, the paper's recursion "
                  "(H2 x L6)",
     ).validate()
 
