@@ -388,6 +388,25 @@ def test_training_trains_the_seeds_asked_for_and_only_reads_the_others(point, tm
     assert trained == [c.key() for c in _plan([5])] and len(ch.seed_report["missing"]) == 2
 
 
+def test_an_adopted_run_whose_weights_only_the_sweep_holds_gets_them_back(point, tmp_path, monkeypatch):
+    """A fresh clone holds an adopted run's record in the profile's store and its weights only where
+    git holds them (the sweep's store): adopting again restores them, and only for the same record."""
+    profile, sweep = point
+    key = _plan([3])[0].key()
+    assert no_train.adopt_complete(_plan([3]), profile, sweep) == [key, _plan([3])[1].key()]
+    (sweep.checkpoint_dir(key) / "snapshot_5.pt").write_bytes(b"a snapshot")
+    import shutil
+    shutil.rmtree(profile.checkpoint_dir(key))
+    assert no_train.adopt_complete(_plan([3]), profile, sweep) == []              # nothing adopted anew
+    assert sorted(p.name for p in profile.checkpoint_dir(key).iterdir()) == ["final.pt", "snapshot_5.pt"]
+    other = _plan([3])[1].key()
+    shutil.rmtree(profile.checkpoint_dir(other))
+    record = profile.record(other)
+    profile.save_run(other, {**record, "wall_seconds": 1.0}, profile.curves(other))   # another run's record
+    no_train.adopt_complete(_plan([3]), profile, sweep)
+    assert not profile.checkpoint_dir(other).exists()
+
+
 def test_point_seeds_and_adoption_without_a_sweep_store(tmp_path):
     store = Store(tmp_path / "tiny")
     for c in _plan([0]):

@@ -95,6 +95,21 @@ class Store:
                 shutil.rmtree(target, ignore_errors=True)
                 shutil.copytree(folder, target)
 
+    def copy_missing_weights_from(self, source: "Store", key: str) -> list[str]:
+        """Copy the checkpoint files of run `key` that `source` holds and this store lacks, where both
+        hold the same record (a copy of one run, whose weights a fresh clone may hold in only one of
+        the two stores); returns the file names copied. Different records copy nothing."""
+        ours, theirs = self.run_dir(key) / "record.json", source.run_dir(key) / "record.json"
+        if not (ours.exists() and theirs.exists()) or read_json(ours) != read_json(theirs):
+            return []
+        target, copied = self.checkpoint_dir(key), []
+        for f in sorted(source.checkpoint_dir(key).glob("*.pt")):
+            if not (target / f.name).exists():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(f, target / f.name)
+                copied.append(f.name)
+        return copied
+
     def has_run(self, key: str) -> bool:
         rec = self.run_dir(key) / "record.json"
         return rec.exists() and read_json(rec).get("status") == "complete"

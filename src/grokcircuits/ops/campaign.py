@@ -97,6 +97,7 @@ def adopt(configs: list[RunConfig], store: Store, source: Store) -> list[str]:
             continue
         ours = store.run_dir(key) / "record.json"
         if ours.exists() and read_json(ours)["steps"] >= read_json(theirs)["steps"]:
+            store.copy_missing_weights_from(source, key)    # a fresh clone may hold them in `source` only
             continue
         store.copy_run_from(source, key)
         copied.append(key)

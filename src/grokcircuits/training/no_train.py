@@ -110,12 +110,16 @@ def point_seeds(plan, stores, whole_seeds: bool = False) -> list[int]:
 def adopt_complete(configs: list[RunConfig], store: Store, source: Store) -> list[str]:
     """Copy into `store` every complete run of `configs` that `source` holds and `store` lacks:
     its checkpoints and snapshots, then its curves and record (last: the record marks completion).
-    Returns the keys copied; a missing `source`, or `store` itself, copies nothing."""
+    A run adopted before whose weights `store` lacks (git holds them in `source` only) gets them
+    back. Returns the keys copied whole; a missing `source`, or `store` itself, copies nothing."""
     if not (source.root / "runs").exists() or source.root.resolve() == store.root.resolve():
         return []
     copied = []
     for key in dict.fromkeys(c.key() for c in configs):
-        if store.has_run(key) or not source.has_run(key):
+        if store.has_run(key):
+            store.copy_missing_weights_from(source, key)
+            continue
+        if not source.has_run(key):
             continue
         store.copy_run_from(source, key)
         copied.append(key)
