@@ -162,7 +162,8 @@ def test_an_ensemble_matches_a_plain_training_loop(tmp_path, arch, float64):
 
 
 VARIANTS = {"trm": {}, "trm_tied": {"tied_embeddings": True}, "trm_reembed": {"reembed": True},
-            "trm_tied_reembed": {"tied_embeddings": True, "reembed": True}, "trm_attention": {"token_mixer": "attention"}}
+            "trm_tied_reembed": {"tied_embeddings": True, "reembed": True}, "trm_attention": {"token_mixer": "attention"},
+            "trm_backprop_all": {"backprop_all_cycles": True}}
 
 
 @pytest.mark.parametrize("variant", [*VARIANTS, "gpt"])
@@ -170,7 +171,8 @@ def test_stacked_forward_and_gradients_match_the_plain_modules(variant):
     """The same arithmetic in another order (bmm over the member axis, the recursive model's stream
     position-major): checked in float64, where rounding is far below the tolerance on any CPU's kernels
     (in float32 the reordered sums differ by about 1e-6, more or less with the CPU). The recursive
-    model's named variants (tied embeddings, re-embedding between H-cycles, attention) too."""
+    model's named variants (tied embeddings, re-embedding between H-cycles, attention, every H-cycle on
+    the gradient tape) too."""
     V = 138
     arch = "gpt" if variant == "gpt" else "trm"
     config = replace(TINY.trm, **VARIANTS[variant]) if arch == "trm" else TINY.gpt

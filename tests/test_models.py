@@ -135,6 +135,32 @@ def test_the_named_variants_change_the_model_and_only_when_set():
     assert _replace(run, model=_replace(run.model, reembed=True)).key() != run.key()
 
 
+def test_backprop_all_cycles_puts_the_first_h_cycle_on_the_gradient_tape_and_only_when_set():
+    """The authors' recursion trains through its last H-cycle only; the variant trains through every
+    one: the first cycle's state carries a gradient, and the same weights get other gradients."""
+    from dataclasses import replace as _replace
+    tiny = get_profile("tiny")
+    x = torch.randint(0, 44, (4, 5))
+    grads, on_tape = {}, {}
+    for every in (False, True):
+        torch.manual_seed(0)
+        model = build_model(_replace(tiny.trm, backprop_all_cycles=every), 50)
+        seen = {}
+
+        def record(name, z):
+            seen[name] = z.requires_grad
+            return z
+        model(x, visit=record)[0].square().mean().backward()
+        on_tape[every] = seen
+        grads[every] = torch.cat([p.grad.flatten() for p in model.f.parameters()])
+    assert on_tape[False]["H0_commit"] is False and on_tape[True]["H0_commit"] is True
+    assert on_tape[False]["H1_commit"] is True and on_tape[True]["H1_commit"] is True
+    assert not torch.allclose(grads[False], grads[True])
+    run = tiny.run("trm", "natural", 0)
+    assert _replace(run, model=_replace(run.model, backprop_all_cycles=False)).key() == run.key()
+    assert _replace(run, model=_replace(run.model, backprop_all_cycles=True)).key() != run.key()
+
+
 def test_the_attention_variant_mixes_positions_with_attention_and_checks_its_name():
     from dataclasses import replace as _replace
     tiny = get_profile("tiny").trm

@@ -124,7 +124,7 @@ class ModelConfig:
     expansion: float = 4.0        # SwiGLU expansion; hidden = round(expansion * n * 2/3) rounded up to token_multiple
     token_multiple: int = 256     # rounding of the SwiGLU hidden widths (the authors': 256)
     prefix_slots: int = 16        # prefix slots before the 5 token slots; slot 0 is the learned vector
-    h_cycles: int = 2             # H-cycles; only the last one is on the gradient tape
+    h_cycles: int = 2             # H-cycles; only the last one is on the gradient tape (see backprop_all_cycles)
     l_cycles: int = 6             # z_L updates per H-cycle
     blocks: int = 2               # blocks in the shared module f
     halting_head: bool = True     # the authors' vestigial halting head (never changes the output)
@@ -133,6 +133,8 @@ class ModelConfig:
     reembed: bool = False          # between H-cycles, z_H += softmax(head(z_H)) @ embedding at the token slots
     token_mixer: str = "mlp"       # mlp (the authors'): a SwiGLU across positions; attention: self-attention
                                    # (width // 64 heads, non-causal) with learned position embeddings
+    backprop_all_cycles: bool = False  # every H-cycle on the gradient tape (parameter sharing as Wang et al.
+                                       # train it); the authors': only the last H-cycle
     # --- gpt ---
     layers: int = 4
     heads: int = 12
@@ -197,7 +199,8 @@ class TrainConfig:
 # Fields added after runs of this SCIENCE_VERSION were stored: each enters a run's key only when it is
 # set away from this default, so every stored run keeps its key (and its probe memos theirs).
 LATER_FIELDS: dict[str, dict[str, Any]] = {"train": {"stop_when_composed": False},
-                                            "model": {"tied_embeddings": False, "reembed": False, "token_mixer": "mlp"}}
+                                            "model": {"tied_embeddings": False, "reembed": False, "token_mixer": "mlp",
+                                                      "backprop_all_cycles": False}}
 
 # TrainConfig.stop_when_composed: a run is fitted and composes when, at `evaluations` evaluations in a
 # row, training accuracy and the OOD atomic facts reach `fitted` and OOD exact match reaches `composes`.

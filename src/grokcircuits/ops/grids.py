@@ -316,7 +316,8 @@ def stability_screen() -> Screen:
                     "data; points move one knob each: the graph (50 entities of 30 relation types at 10% OOD, "
                     "the `cpu` graph; 50, 100 and 200 entities of 50 relation types at 5% OOD, 20 relations an "
                     "entity), the width (64, 128, 256), the blocks of the shared module (1, 2), Grokfast, the weight "
-                    "decay (0, 0.1, 0.3, 1.0) and the lr (1e-3, 1e-4), and three model variants",
+                    "decay (0, 0.1, 0.3, 1.0), the lr (1e-3, 1e-4), the recursion (L2, L6; the last H-cycle or "
+                    "every one on the gradient tape) and three model variants",
         points=(
             screen_point("cpu", control=True),
             screen_point("cpu_blocks1", model=replace(CPU_TRM, blocks=1)),
@@ -349,6 +350,12 @@ def stability_screen() -> Screen:
             # n200_reembed), which confounds the fall with forgetting; at 50 entities weight decay 0.1
             # falls as 0.3 does, so a lower decay may give the larger graph a clean reading
             screen_point("n200_wd0.1", data=sweep_graph(200), cap=60_000, weight_decay=0.1),
+            # the recursion's own details: every H-cycle on the gradient tape (the authors' trains through the
+            # last only, so the first cycle's hop is never trained for itself), and the paper's H2 x L6
+            screen_point("cpu_backprop_all", model=replace(CPU_TRM, backprop_all_cycles=True)),
+            screen_point("cpu_l6", model=replace(CPU_TRM, l_cycles=6)),
+            # 100 entities at a width that may store every OOD fact (width 128 left a tenth to a third unstored)
+            screen_point("n100_width256", data=sweep_graph(100), model=replace(CPU_TRM, width=256), cap=30_000),
         ),
         left_out="width 512 and the paper's 1536 (16 and 140 times the width-128 step's matmul work: hours a "
                  "point on one core), 400 entities, the paper's recursion "

@@ -7,8 +7,8 @@ from grokcircuits.science.models.trm import SEQ_LEN, swiglu_hidden
 
 def model_flops_per_step(config: RunConfig) -> float:
     """Matrix FLOPs of one training step of one run: 2 per multiply-add, and the backward pass twice
-    the forward on the work that is on the gradient tape (the recursive model's last H-cycle, the
-    head). An ensemble's step is its members' sum."""
+    the forward on the work that is on the gradient tape (the recursive model's last H-cycle, or
+    every one with `backprop_all_cycles`, and the head). An ensemble's step is its members' sum."""
     m, t, d = config.model, config.train, config.data
     V = d.n_entities + d.n_relations + d.n_special_tokens
     B, D = t.batch_size, m.width
@@ -17,7 +17,7 @@ def model_flops_per_step(config: RunConfig) -> float:
         token, channel = swiglu_hidden(S, m.expansion, m.token_multiple), swiglu_hidden(D, m.expansion, m.token_multiple)
         per_block = 2 * B * (D * 3 * S * token + S * 3 * D * channel)      # gate_up (2 x hidden) + down, per MLP
         applications = m.h_cycles * (m.l_cycles + 1) * m.blocks
-        on_tape = (m.l_cycles + 1) * m.blocks
+        on_tape = (m.h_cycles if m.backprop_all_cycles else 1) * (m.l_cycles + 1) * m.blocks
         head = 2 * B * SEQ_LEN * D * V
         return float(per_block * (applications + 2 * on_tape) + 3 * head)
     T = SEQ_LEN - 1                                                        # teacher-forced positions

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from grokcircuits.config import ModelConfig, attention_heads
 from grokcircuits.science.losses import at_least_float32
-from grokcircuits.science.models.trm import rms_norm
+from grokcircuits.science.models.trm import on_tape, rms_norm
 
 
 # --- plain state dict <-> stacked tensors -----------------------------------------------------
@@ -191,7 +191,7 @@ def trm_forward(w: dict[str, torch.Tensor], config: ModelConfig, inputs: torch.T
     H, L = config.h_cycles, config.l_cycles
     head = w["embed_tokens.weight"] if config.tied_embeddings else w["head.weight"]   # (M, V, D)
     for h in range(H):
-        with torch.set_grad_enabled(torch.is_grad_enabled() and h == H - 1):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and on_tape(config, h)):
             for _ in range(L):
                 z_L = _trm_f(z_L, z_H + x, w, config.blocks, config.token_mixer)
             z_H = _trm_f(z_H, z_L, w, config.blocks, config.token_mixer)

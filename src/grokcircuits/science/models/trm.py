@@ -19,6 +19,11 @@ from grokcircuits.science.losses import at_least_float32
 SEQ_LEN = 5   # token slots: [h, r1, r2, PAD, PAD] in, [h, r1, r2, t, END] out
 
 
+def on_tape(config, h: int) -> bool:
+    """Whether H-cycle `h` is on the gradient tape: the last one, or every one with `backprop_all_cycles`."""
+    return config.backprop_all_cycles or h == config.h_cycles - 1
+
+
 def stage_names(h_cycles: int, l_cycles: int) -> list[str]:
     """Init, then z_L after every L-update and z_H after every commit, in execution order."""
     names = ["Init"]
@@ -191,7 +196,8 @@ class TRM(nn.Module):
 
     def recurse(self, x: torch.Tensor, visit: StateVisitor | None = None) -> torch.Tensor:
         """The recursion. H-cycles of L-cycles z_L updates and one z_H commit; only the last H-cycle
-        is on the gradient tape. `visit(name, state)` sees (and may replace) every named state."""
+        is on the gradient tape (every one with the variant `backprop_all_cycles`). `visit(name, state)`
+        sees (and may replace) every named state."""
         B, S, D = x.shape
         z_H = self.z_H_init.to(x.dtype).expand(B, S, D)             # (B, S, D)
         z_L = self.z_L_init.to(x.dtype).expand(B, S, D)             # (B, S, D)
@@ -199,7 +205,7 @@ class TRM(nn.Module):
             z_H = visit("Init", z_H)
         H, L = self.config.h_cycles, self.config.l_cycles
         for h in range(H):
-            with torch.set_grad_enabled(torch.is_grad_enabled() and h == H - 1):
+            with torch.set_grad_enabled(torch.is_grad_enabled() and on_tape(self.config, h)):
                 for l in range(L):
                     z_L = self.f(z_L, z_H + x)                      # (B, S, D)
                     if visit is not None:
