@@ -172,6 +172,39 @@ book.verdict(ch, "High OOD accuracy and the bridge-entity circuit can form indep
 book.verdict_numbers(decoupling)
 
 # %% [markdown]
+# ## Which OOD compositions does a model answer?
+#
+# An OOD composition rests on two OOD facts, its first hop (h, r1) -> b and its second (b, r2) -> t.
+# The natural data never compose an OOD fact; the augmented regimes compose some of them with ID
+# facts. A model that composes *as a rule* answers an OOD query whatever its facts' history; one
+# that learnt composition *fact by fact* answers only those whose facts it saw composed. Both hops
+# half splits its OOD queries four ways (both facts composed in training, the first only, the
+# second only, neither), so it can tell: the queries with both facts composed are the positive
+# control (a model that misses them cannot show either), those with neither are the test. This
+# is the question the natural data ask of a model, at every query. The split is
+# `grokcircuits.science.composed`, the rule `verdicts.composition_beyond_composed_facts`: a seed
+# shows composition beyond the composed facts when its neither-composed queries reach exact match
+# 0.5 while its both-composed ones reach 0.9; it contradicts it when only the control passes; it is
+# open when the control fails or a cell has fewer than 10 queries.
+
+# %% tags=["hide-input"]
+composed_split = {r: analysis.composed_cells(runs, r) for r in ch.regimes}
+analysis.readable(pd.concat([t.assign(regime=REGIMES[r].label) for r, t in composed_split.items() if len(t)]
+                            or [pd.DataFrame(columns=["regime", "seed", "cell", "n", "exact_match"])])
+                  .pivot_table(index=["regime", "seed"], columns="cell", values=["exact_match", "n"]),
+                  missing="no query")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+beyond = verdicts.composition_beyond_composed_facts(composed_split.get("both_half", analysis.composed_cells([], "both_half")))
+book.verdict(ch, "A model that composes OOD facts it saw composed also composes OOD facts it never saw composed.",
+             beyond, runs, variant="composed_facts: the both-hops-half model's OOD queries, split by their facts' "
+                                   "history in training")
+
+# %% tags=["hide-input"]
+book.verdict_numbers(beyond)
+
+# %% [markdown]
 # ## The paper reports / we measured
 #
 # The paper's figure (one seed per regime) reports, after long training: the second-hop-only run

@@ -661,6 +661,58 @@ def _decoupling(outcomes: dict[str, list[Outcome]], share_at: float, numbers: di
     return verdict(None, f"not_shown:{reason}", notes[reason])
 
 
+# --- chapter 02: which OOD compositions are answered (science/composed.py) --------------------------
+COMPOSED_COLUMNS = ("seed", "cell", "n", "exact_match")
+BOTH_COMPOSED, NEITHER_COMPOSED = "both hops composed", "neither composed"   # composed.CELLS[0], [-1]
+MIN_CELL = 10   # queries a cell needs before its exact match decides anything
+
+
+def _composed_outcome(seed: int, cells: pd.DataFrame, composes_at: float, reaches_at: float, min_cell: int) -> Outcome:
+    """One seed: its queries whose two facts were both composed in training are the control (the model
+    must answer them), those with neither composed the test."""
+    row = {c: r for c, r in zip(cells["cell"], cells.itertuples())}
+    both, neither = row.get(BOTH_COMPOSED), row.get(NEITHER_COMPOSED)
+    if both is None or neither is None or min(both.n, neither.n) < min_cell:
+        sizes = ", ".join(f"{c} {int(r.n)}" for c, r in row.items())
+        return Outcome(seed, None, f"queries per cell: {sizes or 'none'}", "cells_too_small")
+    values = f"both hops composed {both.exact_match:.2f} (n {int(both.n)}), neither {neither.exact_match:.2f} (n {int(neither.n)})"
+    if both.exact_match < composes_at:
+        return Outcome(seed, None, values, "does_not_compose_its_trained_facts")
+    if neither.exact_match >= reaches_at:
+        return Outcome(seed, True, values)
+    return Outcome(seed, False, values, "bound_to_composed_facts")
+
+
+COMPOSED_REASONS = {
+    "bound_to_composed_facts": "the model answers the OOD queries whose facts it saw composed and not those whose "
+                               "facts it never saw composed",
+    "cells_too_small": "too few OOD queries with both or with neither fact composed in training",
+    "does_not_compose_its_trained_facts": "the model does not answer even the OOD queries whose facts it saw "
+                                          "composed, so the split cannot tell",
+}
+
+
+def composition_beyond_composed_facts(cells: pd.DataFrame, composes_at: float = MATURE_AT, reaches_at: float = 0.5,
+                                      min_cell: int = MIN_CELL, share_at: float = SHARE_AT) -> Verdict:
+    """Does a model that composes OOD facts compose those it never saw composed?
+
+    `cells`: one regime's OOD test compositions split by `composed.ood_by_composed`, a row per seed
+    and cell (COMPOSED_COLUMNS). A seed shows it when the queries with neither fact composed in
+    training reach `reaches_at` exact match while those with both composed reach `composes_at` (the
+    positive control); it contradicts it when the control passes and the uncomposed queries stay
+    below; it is open when the control fails or either cell has fewer than `min_cell` queries.
+    Judged as a share of seeds against `share_at`."""
+    _require(cells, COMPOSED_COLUMNS, "the composed-facts table")
+    outcomes = [_composed_outcome(int(seed), g, composes_at, reaches_at, min_cell)
+                for seed, g in cells.groupby("seed", sort=True)]
+    numbers = {}
+    for name in (BOTH_COMPOSED, NEITHER_COMPOSED):
+        numbers[f"OOD exact match, {name}"] = by_seed(
+            {int(r.seed): float(r.exact_match) for r in cells[cells["cell"] == name].itertuples()})
+    return _verdict(outcomes, share_at, COMPOSED_REASONS, numbers,
+                    key=(f"OOD exact match, {NEITHER_COMPOSED}",), subject="composition beyond the composed facts")
+
+
 # --- chapter 03 -----------------------------------------------------------------------------------
 TRANSFER_COLUMNS = ("condition", "seed", "is_control", "pretrain_ood_exact_match") + TRANSFER_SETS
 

@@ -1,0 +1,78 @@
+"""Which OOD compositions a model answers, split by whether each of the query's two facts was itself
+composed in training.
+
+An OOD test query (h, r1, r2) rests on two OOD atomic facts: its first hop (h, r1) -> b and its
+second hop (b, r2) -> t. The natural data never compose an OOD fact; the augmented regimes compose
+some of them with ID facts (the first hop, the second, or both). A model that composes *as a rule*
+answers OOD queries whatever its facts' history; a model that learnt composition *fact by fact*
+answers only those whose facts it saw composed. The four cells (both hops composed in training, the
+first only, the second only, neither) tell them apart, and the first cell is the split's own
+positive control: a model that does not answer the queries whose facts it was trained to compose
+cannot show which of the two it is.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from grokcircuits.science.data import TwoHopData
+from grokcircuits.science.losses import exact_match
+from grokcircuits.science.probes import EncodedSet
+from grokcircuits.science.runs import dataset, default_device
+
+CELLS = ("both hops composed", "first hop only", "second hop only", "neither composed")
+
+
+def composed_hops(data: TwoHopData, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second), (N,) bool each: whether each query's first hop (h, r1) is the first hop of some
+    training composition, and whether its second hop (b, r2) is the second hop of one. `queries` are
+    two-hop rows [h, r1, r2, b, t] (N, 5)."""
+    train = data.train_inferred                                                 # (T, 5) [h, r1, r2, b, t]
+    first_seen = {(int(h), int(r)) for h, r in train[:, [0, 1]]}
+    second_seen = {(int(b), int(r)) for b, r in train[:, [3, 2]]}
+    first = np.array([(int(h), int(r)) in first_seen for h, r in queries[:, [0, 1]]], dtype=bool)   # (N,)
+    second = np.array([(int(b), int(r)) in second_seen for b, r in queries[:, [3, 2]]], dtype=bool)  # (N,)
+    return first, second
+
+
+def cell_of(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """(N,) index into CELLS of each query."""
+    return np.where(first & second, 0, np.where(first, 1, np.where(second, 2, 3)))
+
+
+def split_exact_match(correct: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict[str, dict]:
+    """{cell: {"n": queries in the cell, "exact_match": share answered (NaN when empty)}}, from each
+    query's correctness (N,) bool and its composed hops."""
+    cells = cell_of(first, second)                                              # (N,)
+    out = {}
+    for i, name in enumerate(CELLS):
+        hit = correct[cells == i]
+        out[name] = {"n": int(hit.size), "exact_match": float(hit.mean()) if hit.size else float("nan")}
+    return out
+
+
+@torch.no_grad()
+def correct_per_query(model, queries: np.ndarray, data: TwoHopData, device) -> np.ndarray:
+    """(N,) bool: exact match of each query (every supervised slot), one forward pass a batch."""
+    s = EncodedSet.build(queries, data.vocab, device)
+    right = []
+    for i in range(0, len(s), 1024):
+        sl = slice(i, i + 1024)
+        logits, _ = model(s.inputs[sl], s.labels[sl])                           # (b, 5, V)
+        right.append(exact_match(logits, s.labels[sl], s.mask[sl]).cpu())       # (b,)
+    return torch.cat(right).numpy() if right else np.zeros(0, dtype=bool)
+
+
+def ood_by_composed(model, data: TwoHopData, device) -> dict[str, dict]:
+    """The OOD test compositions' exact match in each cell of CELLS."""
+    queries = data.test_inferred_ood                                           # (N, 5)
+    first, second = composed_hops(data, queries)
+    return split_exact_match(correct_per_query(model, queries, data, device), first, second)
+
+
+def run_split(run, device=None) -> dict[str, dict]:
+    """`ood_by_composed` on a finished run's final EMA weights, memoised in the run's store (a re-render
+    reads it; the weights are needed only the first time)."""
+    device = device or default_device()
+    return run.store.memo("composed_split", {"run": run.key, "weights": "final"},
+                          lambda: ood_by_composed(run.load_model(None, device), dataset(run.config.data), device))

@@ -1,0 +1,98 @@
+"""The split of OOD compositions by whether each hop's fact was composed in training, and the rule
+that judges it: each cell on graphs whose regimes fix the answer, a hand-built model that composes
+only what it saw composed against one that composes everything, and every branch of the verdict."""
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from grokcircuits.config import CPU_DATA
+from grokcircuits.science import composed
+from grokcircuits.science import verdicts as v
+from grokcircuits.science.data import build_dataset, encode
+
+GRAPH = replace(CPU_DATA, probe_size=200)
+
+
+def _cells(regime: str) -> np.ndarray:
+    data = build_dataset(replace(GRAPH, regime=regime))
+    return composed.cell_of(*composed.composed_hops(data, data.test_inferred_ood))
+
+
+def test_the_regimes_put_every_ood_query_in_the_cell_their_injection_says():
+    assert (_cells("natural") == 3).all()            # no OOD fact is ever composed
+    assert (_cells("both_full") == 0).all()          # every OOD fact composed, in its own role
+    assert (_cells("hop1_only") == 1).all()
+    assert (_cells("hop2_only") == 2).all()
+    half = np.bincount(_cells("both_half"), minlength=4)
+    assert (half >= 20).all() and half.sum() == len(build_dataset(replace(GRAPH, regime="both_half")).test_inferred_ood)
+
+
+def test_split_exact_match_counts_each_cell_and_leaves_an_empty_one_undefined():
+    correct = np.array([True, True, False, True, False, False])
+    first = np.array([True, True, True, False, False, False])
+    second = np.array([True, True, False, True, False, False])
+    out = composed.split_exact_match(correct, first, second)
+    assert out["both hops composed"] == {"n": 2, "exact_match": 1.0}
+    assert out["first hop only"] == {"n": 1, "exact_match": 0.0}
+    assert out["second hop only"] == {"n": 1, "exact_match": 1.0}
+    assert out["neither composed"] == {"n": 2, "exact_match": 0.0}
+    empty = composed.split_exact_match(correct[:1], first[:1], second[:1])
+    assert empty["neither composed"]["n"] == 0 and np.isnan(empty["neither composed"]["exact_match"])
+
+
+class _Answerer(torch.nn.Module):
+    """Answers a two-hop query exactly when `knows(h, r1, r2)`; otherwise names a wrong tail."""
+
+    def __init__(self, vocab_size: int, knows):
+        super().__init__()
+        self.V, self.knows = vocab_size, knows
+
+    def forward(self, inputs, labels):
+        out = labels.clone()                                                       # (B, 5)
+        miss = torch.tensor([not self.knows(*row[:3].tolist()) for row in inputs], dtype=torch.bool)
+        out[miss, 3] = (out[miss, 3] + 1) % 50                                     # another entity
+        return torch.nn.functional.one_hot(out.clamp(min=0), self.V).float(), None  # (B, 5, V)
+
+
+def test_the_split_tells_a_model_bound_to_composed_facts_from_one_that_composes_all():
+    data = build_dataset(replace(GRAPH, regime="both_half"))
+    first_seen = {(int(h), int(data.vocab.relation_token(r))) for h, r in data.train_inferred[:, [0, 1]]}
+    bound = _Answerer(data.vocab.size, lambda h, r1, r2: (h, r1) in first_seen)
+    general = _Answerer(data.vocab.size, lambda h, r1, r2: True)
+    device = torch.device("cpu")
+    b, g = composed.ood_by_composed(bound, data, device), composed.ood_by_composed(general, data, device)
+    assert [b[c]["exact_match"] for c in composed.CELLS] == [1.0, 1.0, 0.0, 0.0]
+    assert [g[c]["exact_match"] for c in composed.CELLS] == [1.0] * 4
+    table = lambda split: pd.DataFrame([{"seed": s, "cell": c, **split[c]} for s in range(5) for c in composed.CELLS])
+    assert v.composition_beyond_composed_facts(table(b)).holds is False
+    assert v.composition_beyond_composed_facts(table(g)).holds is True
+
+
+def _table(values, n=40, seeds=range(5)):
+    """Rows (seed, cell, n, exact_match): `values` maps a cell to its exact match, the same at each seed,
+    or to a list of one value a seed."""
+    return pd.DataFrame([{"seed": s, "cell": c, "n": n, "exact_match": x if np.isscalar(x) else x[i]}
+                         for i, s in enumerate(seeds) for c, x in values.items()])
+
+
+@pytest.mark.parametrize("values, n, holds, branch", [
+    ({"both hops composed": 1.0, "neither composed": 0.8}, 40, True, "holds"),
+    ({"both hops composed": 1.0, "neither composed": 0.02}, 40, False, "does_not_hold:bound_to_composed_facts"),
+    ({"both hops composed": 0.5, "neither composed": 0.02}, 40, None, "not_shown:does_not_compose_its_trained_facts"),
+    ({"both hops composed": 1.0, "neither composed": 0.8}, 5, None, "not_shown:cells_too_small"),
+    ({"both hops composed": 1.0}, 40, None, "not_shown:cells_too_small"),
+    ({"both hops composed": 1.0, "neither composed": [0.8, 0.8, 0.8, 0.0, 0.0]}, 40, None, "not_shown:share_straddles"),
+])
+def test_every_branch_of_composition_beyond_the_composed_facts(values, n, holds, branch):
+    verdict = v.composition_beyond_composed_facts(_table(values, n))
+    assert (verdict.holds, verdict.branch) == (holds, branch)
+    assert verdict.tally.startswith("composition beyond the composed facts:")
+
+
+def test_too_few_seeds_cannot_decide_it():
+    verdict = v.composition_beyond_composed_facts(_table({"both hops composed": 1.0, "neither composed": 0.9},
+                                                         seeds=range(3)))
+    assert (verdict.holds, verdict.branch) == (None, "not_shown:too_few_seeds")
