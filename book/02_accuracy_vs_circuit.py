@@ -178,10 +178,12 @@ book.verdict_numbers(decoupling)
 # The natural data never compose an OOD fact; the augmented regimes compose some of them with ID
 # facts. A model that composes *as a rule* answers an OOD query whatever its facts' history; one
 # that learnt composition *fact by fact* answers only those whose facts it saw composed. Both hops
-# half splits its OOD queries four ways (both facts composed in training, the first only, the
-# second only, neither), so it can tell: the queries with both facts composed are the positive
+# half splits its OOD queries four ways by whether each fact was composed in training in the role
+# the query gives it (the first hop as a first hop, the second as a second: both, the first only,
+# the second only, neither), so it can tell: the queries with both facts composed are the positive
 # control (a model that misses them cannot show either), those with neither are the test. This
-# is the question the natural data ask of a model, at every query. The split is
+# is the question the natural data ask of a model, at every query. The one-hop regimes fill one
+# cell each and show which hop, alone, reaches facts never composed in its role. The split is
 # `grokcircuits.science.composed`, the rule `verdicts.composition_beyond_composed_facts`: a seed
 # shows composition beyond the composed facts when its neither-composed queries reach exact match
 # 0.5 while its both-composed ones reach 0.9; it contradicts it when only the control passes; it is
@@ -189,10 +191,7 @@ book.verdict_numbers(decoupling)
 
 # %% tags=["hide-input"]
 composed_split = {r: analysis.composed_cells(runs, r) for r in ch.regimes}
-analysis.readable(pd.concat([t.assign(regime=REGIMES[r].label) for r, t in composed_split.items() if len(t)]
-                            or [pd.DataFrame(columns=["regime", "seed", "cell", "n", "exact_match"])])
-                  .pivot_table(index=["regime", "seed"], columns="cell", values=["exact_match", "n"]),
-                  missing="no query")
+analysis.composed_listing(composed_split)
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -96,3 +96,26 @@ def test_too_few_seeds_cannot_decide_it():
     verdict = v.composition_beyond_composed_facts(_table({"both hops composed": 1.0, "neither composed": 0.9},
                                                          seeds=range(3)))
     assert (verdict.holds, verdict.branch) == (None, "not_shown:too_few_seeds")
+
+
+def test_the_page_lists_each_cell_with_its_size_and_marks_an_empty_one():
+    from grokcircuits.pages import analysis
+    t = pd.DataFrame([{"seed": 0, "cell": "both hops composed", "n": 12, "exact_match": 0.5},
+                      {"seed": 0, "cell": "neither composed", "n": 0, "exact_match": float("nan")}])
+    row = analysis.composed_listing({"both_half": t}).iloc[0]
+    assert row["both hops composed"] == "0.50 (n 12)"
+    assert row["neither composed"] == "no query" and row["first hop only"] == "no query"
+
+
+def test_the_composed_grid_names_each_variant_and_marks_runs_not_yet_trained(tmp_path):
+    from grokcircuits.ops import composed_grid
+    from grokcircuits.ops.grids import CPU_TRM, get_grid
+    from grokcircuits.store import Store
+    assert composed_grid.model_departure(CPU_TRM) == "none"
+    assert composed_grid.model_departure(replace(CPU_TRM, l_cycles=6, reembed=True)) == "l_cycles=6, reembed=True"
+    grid = get_grid("cpu_composed")
+    assert {c.data.regime for c in grid.recursive} == {"both_half"}
+    table = composed_grid.composed_table(grid, Store(tmp_path))
+    assert [r["status"] for r in table["rows"]] == ["not started"] * (1 + len(grid.recursive))
+    text = composed_grid.format_markdown(table)
+    assert "| backprop_all_cycles=True | - | not started |" in text and "neither composed" in text

@@ -9,6 +9,7 @@
     python -m grokcircuits campaign --profile cpu --budget-seconds 36000  # every chapter's runs, resumable
     python -m grokcircuits bench                                         # the GPU kit (make gpu-check)
     python -m grokcircuits stability --grid stability --budget-seconds 7200   # does natural data keep composition?
+    python -m grokcircuits composed --grid cpu_composed       # which OOD facts a variant composes (chapter 02's split)
 
 Each command imports the layers it uses inside its branch, unlike the rest of the package: the
 training and sweep commands must run on a machine with torch and numpy only, without the notebook
@@ -135,6 +136,16 @@ def _stability(args) -> int:
     return 0
 
 
+def _composed(args) -> int:
+    from grokcircuits.ops.composed_grid import composed_table, format_markdown, write_composed
+    from grokcircuits.ops.grids import get_grid
+    from grokcircuits.ops.sweep import table_dir
+    table = composed_table(get_grid(args.grid))
+    write_composed(table, table_dir(args.grid))
+    print(format_markdown(table))
+    return 0
+
+
 def main(argv=None) -> int:
     from grokcircuits.science.inference_paths import DEFAULT_GROKKING_CRITERION
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -202,6 +213,9 @@ def main(argv=None) -> int:
                     "or scaled from the first point's by width squared and blocks), train nothing")
     st.add_argument("--weights-to-commit", action="store_true", help="print the checkpoint files of the screen's runs "
                     "that git must hold (git add -f them) for a fresh clone to resume the screen; train nothing")
+    cs = sub.add_parser("composed", help="a grid's both-hops-half runs split by whether each OOD fact was composed "
+                        "in training (chapter 02's split); writes results/sweep/<grid>/composed.json and composed.md")
+    cs.add_argument("--grid", default="cpu_composed", help="a grid named in grokcircuits.grids")
     p = sub.add_parser("probe", help="where a sweep run's OOD compositions fail: exact match, the lens and the "
                        "linear probe's bridge (ID and OOD) on its stored weights at one step; prints and stores "
                        "results/sweep/<grid>/probes/<key>_<step>.json")
@@ -283,6 +297,8 @@ def main(argv=None) -> int:
             return _campaign(args)
         if args.command == "stability":
             return _stability(args)
+        if args.command == "composed":
+            return _composed(args)
         if args.command == "probe":
             from grokcircuits.ops.grids import get_grid
             from grokcircuits.ops.sweep_probe import probe_and_store

@@ -155,6 +155,18 @@ def composed_cells(runs, regime: str, device=None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["seed", "cell", "n", "exact_match"])
 
 
+def composed_listing(by_regime: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The page's table of `composed_cells` for several regimes: a row per regime and seed, a column
+    per cell of composed.CELLS, each 'exact match (n queries)', 'no query' where a cell is empty."""
+    rows = []
+    for regime, t in by_regime.items():
+        for seed, g in t.groupby("seed", sort=True):
+            cells = {r.cell: (f"{r.exact_match:.2f} (n {int(r.n)})" if r.n else "no query") for r in g.itertuples()}
+            rows.append({"regime": REGIMES[regime].label, "seed": int(seed),
+                         **{c: cells.get(c, "no query") for c in composed.CELLS}})
+    return pd.DataFrame(rows, columns=["regime", "seed", *composed.CELLS]).set_index(["regime", "seed"])
+
+
 def seed_listing(table: pd.DataFrame, condition: str, set_: str, metric: str, missing: str = "not run") -> str:
     """'seed 0: 0.99, seed 1: 0.98': one condition, set and metric of a `seed_values` table."""
     rows = table[(table["condition"] == condition) & (table["set"] == set_) & (table["metric"] == metric)]

@@ -3,7 +3,9 @@ composed in training.
 
 An OOD test query (h, r1, r2) rests on two OOD atomic facts: its first hop (h, r1) -> b and its
 second hop (b, r2) -> t. The natural data never compose an OOD fact; the augmented regimes compose
-some of them with ID facts (the first hop, the second, or both). A model that composes *as a rule*
+some of them with ID facts (the first hop, the second, or both); a fact counts as composed in the
+role the query gives it (a first hop as the first hop of a training composition, a second hop as the
+second hop of one). A model that composes *as a rule*
 answers OOD queries whatever its facts' history; a model that learnt composition *fact by fact*
 answers only those whose facts it saw composed. The four cells (both hops composed in training, the
 first only, the second only, neither) tell them apart, and the first cell is the split's own

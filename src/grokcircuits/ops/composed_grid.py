@@ -1,0 +1,73 @@
+"""A grid's both-hops-half runs read by chapter 02's split (science/composed.py): the OOD queries'
+exact match by whether each of their facts was composed in training, one row a run, the model's
+departure from the `cpu` profile's model named. `python -m grokcircuits composed --grid NAME` writes
+results/sweep/<grid>/composed.json and composed.md."""
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from grokcircuits.config import ModelConfig, RunConfig
+from grokcircuits.ops.grids import CPU_TRM, Grid, wd03_runs
+from grokcircuits.ops.sweep import sweep_root
+from grokcircuits.science import composed
+from grokcircuits.science.runs import load_run
+from grokcircuits.store import Store, write_json
+
+
+def model_departure(model: ModelConfig, base: ModelConfig = CPU_TRM) -> str:
+    """'field=value, ...' where `model` differs from `base`; 'none' where it does not."""
+    diff = [f"{f.name}={getattr(model, f.name)}" for f in fields(ModelConfig) if getattr(model, f.name) != getattr(base, f.name)]
+    return ", ".join(diff) or "none"
+
+
+def reference_runs() -> list[RunConfig]:
+    """The `cpu` profile's both-hops-half run at seed 0 (the paper's model, 40k steps): the row every
+    variant is read against."""
+    recursive, _ = wd03_runs((0,))
+    return [c for c in recursive if c.data.regime == "both_half"]
+
+
+def split_row(config: RunConfig, store: Store, device=None) -> dict:
+    """One run's row: its model's departure, steps and epochs trained, and each cell's exact match and
+    size; `status` says when the run is missing or has no final weights."""
+    row = {"key": config.key(), "model": model_departure(config.model), "seed": config.train.seed}
+    run = load_run(config, store)
+    if run is None or run.record.get("status") != "complete" or not run.has_weights():
+        return {**row, "status": "not started" if run is None else "not finished"}
+    row.update(status="read", steps=run.record.get("steps"), epochs=run.record.get("epochs"))
+    for cell, v in composed.run_split(run, device).items():
+        row[cell] = v
+    return row
+
+
+def composed_table(grid: Grid, store: Store | None = None, device=None) -> dict:
+    store = store or Store(sweep_root())
+    configs = [c for c in grid.recursive if c.data.regime == "both_half"]
+    return {"grid": grid.name, "description": grid.description,
+            "rows": [split_row(c, store, device) for c in [*reference_runs(), *configs]]}
+
+
+def _cell(v: dict | None) -> str:
+    if not v:
+        return "-"
+    return "no query" if not v["n"] else f"{v['exact_match']:.2f} (n {v['n']})"
+
+
+def format_markdown(table: dict) -> str:
+    head = ["model (departure from the `cpu` profile's)", "steps", "status", *composed.CELLS]
+    lines = [f"# OOD compositions by their facts' history: grid `{table['grid']}`", "", table["description"], "",
+             "Exact match on the OOD compositions, split by whether each fact was composed in training in the "
+             "role the query gives it (science/composed.py); the first row is the `cpu` profile's both hops "
+             "half run at seed 0 (40k steps).", "",
+             "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for r in table["rows"]:
+        lines.append("| " + " | ".join([r["model"], str(r.get("steps", "-")), r["status"],
+                                        *(_cell(r.get(c)) for c in composed.CELLS)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_composed(table: dict, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "composed.json", table)
+    (folder / "composed.md").write_text(format_markdown(table))
