@@ -253,6 +253,16 @@ else:
                              "each panel a screen point; solid: natural data, dashed: both hops full (control)"))
 
 # %% [markdown]
+# Chapter 02's split of the OOD queries by their facts' history reads the fall from the other side:
+# where its variant verdict does not hold, the models compose an OOD fact only where they saw it
+# composed in training (both hops half answers the queries with both facts composed and not those
+# with neither). A both-hops-full fit has seen every OOD fact composed; the natural data rehearse those
+# facts as atomic queries only, so the composed form the fit answered with goes and the atomic form
+# stays: the fall with the facts kept. A point can retain only where a model composes facts it never
+# saw composed; the grid `cpu_composed` (`python -m grokcircuits composed`, `results/sweep/README.md`)
+# asks that of the model's variants directly.
+
+# %% [markdown]
 # The CPU step that trains the `cpu` profile, measured by `python -m grokcircuits bench --cpu`
 # (`results/bench/cpu.json`, on an otherwise idle machine): model-steps per second eager and compiled, at
 # 1 and 2 threads, as ensembles of 1, 3 and 5 runs, and each step's matrix FLOP rate as a share of a

@@ -20,7 +20,8 @@ def test_every_chapter_has_a_parameters_cell_and_a_checked_verdict():
     for ch in CHAPTERS:
         text = (ROOT / "book" / f"{ch}.py").read_text()
         assert '# %% tags=["parameters"]' in text
-        assert text.count("# NBVAL_CHECK_OUTPUT") == 1
+        extra = sum(pv.page == ch for pv in chapters.PAGE_VERDICTS)   # a page's second verdicts, each checked
+        assert text.count("# NBVAL_CHECK_OUTPUT") == 1 + extra
         assert f'book.parameters("{ch}", globals())' in text
 
 
@@ -196,9 +197,12 @@ def test_summary_reads_the_verdict_of_the_profile_each_chapter_ran_with(tmp_path
         {"cells": [], "metadata": {"papermill": {"parameters": {"profile": "tiny"}}}, "nbformat": 4, "nbformat_minor": 5}))
     text = book.summary_markdown(executed)
     rows = {line.split(" | ")[0]: line for line in text.splitlines()[2:]}
-    assert len(rows) == len(book.CHAPTER_PARAMETERS) + len(chapters.VARIANTS)   # and chapter 01's variant pages
+    assert len(rows) == len(book.CHAPTER_PARAMETERS) + len(chapters.VARIANTS) + len(chapters.PAGE_VERDICTS)
     for v in chapters.VARIANTS:
         assert "not executed yet" in rows[f"| {{doc}}`{v.title} </chapters/{v.page}>`"]
+    for pv in chapters.PAGE_VERDICTS:                          # listed right after its chapter's own row
+        names = [line.split(" | ")[0] for line in text.splitlines()[2:]]
+        assert names.index(f"| {{doc}}`{pv.title} </chapters/{pv.page}>`") == names.index(f"| {{doc}}`/chapters/{pv.page}`") + 1
     row = rows["| {doc}`/chapters/03_limited_transfer`"]
     assert "**DOES NOT HOLD** (`does_not_hold:old_new_composed`)" in row
     assert "mature models: new+old exact match: 0.80 [0.70, 0.90]; other: 3" in row and "hidden" not in row

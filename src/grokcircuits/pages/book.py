@@ -429,6 +429,8 @@ def summary_markdown(executed_dir="chapters") -> str:
     rows = []
     pages = [(name, name, None) for name in CHAPTER_PARAMETERS]
     pages[2:2] = [(v.page, v.verdict, v.title) for v in chapters.VARIANTS]
+    for pv in chapters.PAGE_VERDICTS:
+        pages.insert(next(i for i, p in enumerate(pages) if p[0] == pv.page) + 1, (pv.page, pv.verdict, pv.title))
     for name, verdict_file, title in pages:
         nb = Path(executed_dir) / f"{name}.ipynb"
         profile = _executed_profile(nb) if nb.exists() else None

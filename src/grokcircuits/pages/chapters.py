@@ -73,6 +73,21 @@ COMPOSING_VARIANT = VariantPage(page="01_identical_paths_composing", chapter="01
 VARIANTS: tuple[VariantPage, ...] = (IID_VARIANT, COMPOSING_VARIANT)
 
 
+@dataclass(frozen=True)
+class PageVerdict:
+    """A second verdict on a chapter's own page: a question the same runs answer, in a checked cell of
+    its own, filed apart (<verdict>.json) and listed after the chapter's row on the root page."""
+    page: str                      # the chapter whose page carries it
+    verdict: str                   # the verdict file's stem
+    title: str                     # how the root page names it
+
+
+PAGE_VERDICTS: tuple[PageVerdict, ...] = (
+    PageVerdict("02_accuracy_vs_circuit", "02_accuracy_vs_circuit.composed_facts",
+                "Claim 2, variant: composition beyond the facts composed in training"),
+)
+
+
 def variant(page: str) -> VariantPage:
     """The variant page named `page`; a clear error naming the allowed ones otherwise."""
     found = {v.page: v for v in VARIANTS}
