@@ -147,8 +147,7 @@ def composed_cells(runs, regime: str, device=None) -> pd.DataFrame:
     are left out."""
     rows = []
     for r in runs:
-        memo = r.store.memo_path("composed_split", {"run": r.key, "weights": "final"})
-        if r.config.data.regime != regime or not (r.has_weights() or memo.exists()):
+        if r.config.data.regime != regime or not composed.can_split(r):
             continue
         for cell, v in composed.run_split(r, device).items():
             rows.append({"seed": r.config.train.seed, "cell": cell, "n": v["n"], "exact_match": v["exact_match"]})

@@ -72,9 +72,18 @@ def ood_by_composed(model, data: TwoHopData, device) -> dict[str, dict]:
     return split_exact_match(correct_per_query(model, queries, data, device), first, second)
 
 
+def _memo_key(run) -> dict:
+    return {"run": run.key, "weights": "final"}
+
+
+def can_split(run) -> bool:
+    """Whether the run's final weights are stored, or the split computed from them is."""
+    return run.has_weights() or run.store.memo_path("composed_split", _memo_key(run)).exists()
+
+
 def run_split(run, device=None) -> dict[str, dict]:
     """`ood_by_composed` on a finished run's final EMA weights, memoised in the run's store (a re-render
     reads it; the weights are needed only the first time)."""
     device = device or default_device()
-    return run.store.memo("composed_split", {"run": run.key, "weights": "final"},
+    return run.store.memo("composed_split", _memo_key(run),
                           lambda: ood_by_composed(run.load_model(None, device), dataset(run.config.data), device))

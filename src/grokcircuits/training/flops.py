@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from grokcircuits.config import RunConfig
-from grokcircuits.science.models.trm import SEQ_LEN, swiglu_hidden
+from grokcircuits.science.models.trm import SEQ_LEN, on_tape, swiglu_hidden
 
 
 def model_flops_per_step(config: RunConfig) -> float:
@@ -17,9 +17,9 @@ def model_flops_per_step(config: RunConfig) -> float:
         token, channel = swiglu_hidden(S, m.expansion, m.token_multiple), swiglu_hidden(D, m.expansion, m.token_multiple)
         per_block = 2 * B * (D * 3 * S * token + S * 3 * D * channel)      # gate_up (2 x hidden) + down, per MLP
         applications = m.h_cycles * (m.l_cycles + 1) * m.blocks
-        on_tape = (m.h_cycles if m.backprop_all_cycles else 1) * (m.l_cycles + 1) * m.blocks
+        with_gradient = sum(on_tape(m, h) for h in range(m.h_cycles)) * (m.l_cycles + 1) * m.blocks
         head = 2 * B * SEQ_LEN * D * V
-        return float(per_block * (applications + 2 * on_tape) + 3 * head)
+        return float(per_block * (applications + 2 * with_gradient) + 3 * head)
     T = SEQ_LEN - 1                                                        # teacher-forced positions
     per_layer = 2 * B * T * (3 * D * D + D * D + 8 * D * D) + 2 * 2 * B * T * T * D   # qkv, proj, MLP; attention
     head = 2 * B * T * D * V
