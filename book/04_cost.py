@@ -247,6 +247,11 @@ if screen is None:
     print("the stability screen has not been run (python -m grokcircuits stability --grid stability)")
 else:
     print(stability.summary_line(screen))
+    display(charts.retention_summary(stability.retention_by_point(screen), screen["retains_at"],
+                                     "Where the natural objective keeps composition",
+                                     "OOD exact match after a composing model moves to the natural data, a row per "
+                                     "point labelled with its reading, a panel per graph; a point retains right of "
+                                     "the dashed line at its last epoch"))
     display(stability.retention_table(screen))
     display(charts.retention(stability.retention_curves(screen),
                              "OOD exact match after a composing model moves to the natural data",

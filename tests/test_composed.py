@@ -115,6 +115,10 @@ def test_the_composed_grid_names_each_variant_and_marks_runs_not_yet_trained(tmp
     assert composed_grid.model_departure(replace(CPU_TRM, l_cycles=6, reembed=True)) == "l_cycles=6, reembed=True"
     grid = get_grid("cpu_composed")
     assert {c.data.regime for c in grid.recursive} == {"both_half"}
+    attention = next(c for c in grid.recursive if c.model.token_mixer == "attention")
+    assert composed_grid.departure(attention) == "token_mixer=attention, lr=0.0003"
+    assert composed_grid.departure(replace(attention, model=CPU_TRM)) == "lr=0.0003"
+    assert composed_grid.departure(grid.recursive[0]) == "backprop_all_cycles=True"     # the profile's lr: not named
     table = composed_grid.composed_table(grid, Store(tmp_path))
     assert [r["status"] for r in table["rows"]] == ["not started"] * (1 + len(grid.recursive))
     text = composed_grid.format_markdown(table)

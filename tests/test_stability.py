@@ -135,6 +135,11 @@ def test_the_book_reads_the_table_as_frames_and_a_chart(tmp_path, monkeypatch, o
     summary = stability.retention_table(table)
     assert summary.loc["toy", "reading"] == "confounded" and "natural +4" in summary.columns
     assert charts.retention(curves, "title").to_dict()["facet"]["field"] == "point"
+    by_point = stability.retention_by_point(table)
+    assert list(by_point["epoch"]) == ["+1", "+2", "+4"] and set(by_point["point"]) == {"toy (confounded)"}
+    assert by_point["graph"].iloc[0] == stability.graph_label(table["rows"][0])
+    spec = charts.retention_summary(by_point, table["retains_at"], "title").to_dict()
+    assert spec["facet"]["row"]["field"] == "graph" and spec["spec"]["layer"][1]["encoding"]["x"]["datum"] == 0.5
     assert stability.load_stability("nothing_here") is None
     assert stability.summary_line(table).startswith("1 of 1 points measured to +4 epochs; 0 retain; readings: confounded 1")
 

@@ -21,6 +21,15 @@ def model_departure(model: ModelConfig, base: ModelConfig = CPU_TRM) -> str:
     return ", ".join(diff) or "none"
 
 
+def departure(config: RunConfig) -> str:
+    """The model's departure from the `cpu` profile's, and the lr's where it differs from the profile's."""
+    model = model_departure(config.model)
+    lr = reference_runs()[0].train.lr
+    if config.train.lr == lr:
+        return model
+    return f"{'' if model == 'none' else model + ', '}lr={config.train.lr:g}"
+
+
 def reference_runs() -> list[RunConfig]:
     """The `cpu` profile's both-hops-half run at seed 0 (the paper's model, 40k steps): the row every
     variant is read against."""
@@ -31,7 +40,7 @@ def reference_runs() -> list[RunConfig]:
 def split_row(config: RunConfig, store: Store, device=None) -> dict:
     """One run's row: its model's departure, steps and epochs trained, and each cell's exact match and
     size; `status` says when the run is missing or has no final weights."""
-    row = {"key": config.key(), "model": model_departure(config.model), "seed": config.train.seed}
+    row = {"key": config.key(), "model": departure(config), "seed": config.train.seed}
     run = load_run(config, store)
     if run is None or run.record.get("status") != "complete" or not run.has_weights():
         return {**row, "status": "not started" if run is None else "not finished"}
@@ -55,7 +64,7 @@ def _cell(v: dict | None) -> str:
 
 
 def format_markdown(table: dict) -> str:
-    head = ["model (departure from the `cpu` profile's)", "steps", "status", *composed.CELLS]
+    head = ["model and lr (departure from the `cpu` profile's)", "steps", "status", *composed.CELLS]
     lines = [f"# OOD compositions by their facts' history: grid `{table['grid']}`", "", table["description"], "",
              "Exact match on the OOD compositions, split by whether each fact was composed in training in the "
              "role the query gives it (science/composed.py); the first row is the `cpu` profile's both hops "

@@ -251,6 +251,30 @@ def retention_table(table: dict) -> "pd.DataFrame":
     return pd.DataFrame(rows).set_index("point")
 
 
+def graph_label(row: dict) -> str:
+    """The graph a point ran on, in words: entities, relation types, OOD share."""
+    return (f"{row['n_entities']} entities, {row['n_relations']} relation types, "
+            f"{row['ood_fraction']:.0%} OOD")
+
+
+def retention_by_point(table: dict) -> "pd.DataFrame":
+    """One row per point and report epoch of the natural continuation, for points measured there:
+    the graph, the point labelled with its reading, OOD exact match and OOD atomic facts. The book's
+    summary of where (graph size, model) the natural objective keeps composition."""
+    import pandas as pd
+    rows = []
+    for r in table["rows"]:
+        for e in table["report_epochs"]:
+            ood = r["natural"].get(f"ood_{e}")
+            if ood is not None:
+                rows.append({"graph": graph_label(r), "entities": r["n_entities"],
+                             "point": f"{r['point']} ({r['verdict']})", "epoch": f"+{e}", "ood": ood,
+                             "ood_atomic": r["natural"].get(f"ood_atomic_{e}"), "reading": r["verdict"]})
+    columns = ["graph", "entities", "point", "epoch", "ood", "ood_atomic", "reading"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values(["entities", "graph"], kind="stable").reset_index(drop=True)
+
+
 def _pair(ood, atomic) -> str:
     return "-" if ood is None else f"{ood:.2f} ({_cell(atomic)})"
 

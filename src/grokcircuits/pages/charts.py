@@ -106,3 +106,22 @@ def retention(frame: pd.DataFrame, title: str, subtitle: str | None = None) -> a
     chart = chart.facet(facet=alt.Facet("point:N", title=None, sort=list(pd.unique(frame["point"])),
                                         header=_header(200)), columns=3)
     return chart.properties(title=_title(title, subtitle))
+
+
+def retention_summary(frame: pd.DataFrame, retains_at: float, title: str, subtitle: str | None = None) -> alt.Chart:
+    """OOD exact match at each report epoch of the natural continuation, a row per screen point,
+    a panel per graph; the rule marks the share a point must keep at the last epoch to retain."""
+    epochs = list(pd.unique(frame["epoch"]))
+    points = alt.Chart().mark_point(filled=True, size=60).encode(
+        x=alt.X("ood:Q", title="OOD exact match on the natural data", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("point:N", title=None, sort=list(pd.unique(frame["point"])), axis=alt.Axis(labelLimit=320)),
+        color=alt.Color("epoch:N", title="natural-data epochs since the fit", sort=epochs, legend=BAR_LEGEND),
+        tooltip=["graph", "point", "epoch", alt.Tooltip("ood:Q", format=".2f"),
+                 alt.Tooltip("ood_atomic:Q", format=".2f"), "reading"])
+    rule = alt.Chart().mark_rule(strokeDash=[4, 4], color="gray").encode(x=alt.datum(retains_at))
+    chart = alt.layer(points, rule, data=frame).properties(width=360).facet(
+        row=alt.Row("graph:N", title=None, sort=list(pd.unique(frame["graph"])),
+                    header=alt.Header(labelAngle=0, labelOrient="top", labelAnchor="start", labelFontSize=12,
+                                      labelLimit=360))
+    ).resolve_scale(y="independent")
+    return chart.properties(title=_title(title, subtitle))
