@@ -121,5 +121,53 @@ def test_the_composed_grid_names_each_variant_and_marks_runs_not_yet_trained(tmp
     assert composed_grid.departure(grid.recursive[0]) == "backprop_all_cycles=True"     # the profile's lr: not named
     table = composed_grid.composed_table(grid, Store(tmp_path))
     assert [r["status"] for r in table["rows"]] == ["not started"] * (1 + len(grid.recursive))
+    assert [r["seed"] for r in table["role_rows"]] == [0, 1, 2, 3, 4] + [0] * len(grid.recursive)
+    assert {r["status"] for r in table["role_rows"]} == {"not started"}
     text = composed_grid.format_markdown(table)
     assert "| backprop_all_cycles=True | - | not started |" in text and "neither composed" in text
+    assert "| backprop_all_cycles=True | 0 | - | not started |" in text and "both never composed" in text
+
+
+def test_fact_roles_agree_with_the_four_cells_and_name_the_other_role():
+    for regime in ("natural", "both_full", "hop1_only", "hop2_only", "both_half"):
+        data = build_dataset(replace(GRAPH, regime=regime))
+        first, second = composed.fact_roles(data, data.test_inferred_ood)
+        own_first, own_second = composed.composed_hops(data, data.test_inferred_ood)
+        assert ((first == 0) == own_first).all() and ((second == 0) == own_second).all()
+        if regime == "natural":
+            assert (first == 2).all() and (second == 2).all()          # no OOD fact composed in any role
+        if regime == "hop1_only":                                      # OOD facts composed as first hops only
+            assert (first == 0).all() and not (second == 2).all() and (second != 0).all()
+    half = build_dataset(replace(GRAPH, regime="both_half"))
+    first, second = composed.fact_roles(half, half.test_inferred_ood)
+    counts = {name: int(((first == a) & (second == b)).sum()) for name, (a, b) in composed.ROLE_CELLS.items()}
+    assert min(counts.values()) >= 5                                   # every cell the split reads is populated
+
+
+def test_split_by_roles_reads_each_cell_and_leaves_an_empty_one_undefined():
+    correct = np.array([True, False, True, True, False])
+    first = np.array([0, 0, 2, 1, 2])
+    second = np.array([0, 0, 0, 0, 2])
+    out = composed.split_by_roles(correct, first, second)
+    assert out["both in their roles"] == {"n": 2, "exact_match": 0.5}
+    assert out["first never composed, second in its role"] == {"n": 1, "exact_match": 1.0}
+    assert out["first composed as a second hop only, second in its role"] == {"n": 1, "exact_match": 1.0}
+    assert out["both never composed"] == {"n": 1, "exact_match": 0.0}
+    assert out["first in its role, second never composed"]["n"] == 0
+    assert np.isnan(out["first in its role, second never composed"]["exact_match"])
+
+
+def test_the_role_split_tells_a_generic_hop_from_a_bound_one():
+    """A hand-built model whose first hop reads every stored fact and whose second hop answers only
+    facts composed as second hops: every query with the second fact in its role is right, whatever
+    the first fact's history; none with the second fact never composed."""
+    data = build_dataset(replace(GRAPH, regime="both_half"))
+    queries = data.test_inferred_ood
+    first, second = composed.fact_roles(data, queries)
+    token = lambda r: int(data.vocab.relation_token(r))                # the model sees token ids
+    bound_second = {(h, token(r1), token(r2)) for (h, r1, r2, _, _), s in zip(queries.tolist(), second) if s == 0}
+    model = _Answerer(data.vocab.size, lambda h, r1, r2: (h, r1, r2) in bound_second)
+    out = composed.ood_by_roles(model, data, "cpu")
+    assert out["first never composed, second in its role"]["exact_match"] == 1.0
+    assert out["first in its role, second never composed"]["exact_match"] == 0.0
+    assert out["both never composed"]["exact_match"] == 0.0

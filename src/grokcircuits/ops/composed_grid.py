@@ -37,24 +37,32 @@ def reference_runs() -> list[RunConfig]:
     return [c for c in recursive if c.data.regime == "both_half"]
 
 
-def split_row(config: RunConfig, store: Store, device=None) -> dict:
+REFERENCE_SEEDS = (0, 1, 2, 3, 4)   # the `cpu` profile's both hops half seeds, read by the finer split
+
+
+def split_row(config: RunConfig, store: Store, device=None, split=composed.run_split) -> dict:
     """One run's row: its model's departure, steps and epochs trained, and each cell's exact match and
-    size; `status` says when the run is missing or has no final weights."""
+    size (`split`: the four cells or the finer split by role); `status` says when the run is missing or
+    has no final weights."""
     row = {"key": config.key(), "model": departure(config), "seed": config.train.seed}
     run = load_run(config, store)
     if run is None or run.record.get("status") != "complete" or not run.has_weights():
         return {**row, "status": "not started" if run is None else "not finished"}
     row.update(status="read", steps=run.record.get("steps"), epochs=run.record.get("epochs"))
-    for cell, v in composed.run_split(run, device).items():
+    for cell, v in split(run, device).items():
         row[cell] = v
     return row
 
 
 def composed_table(grid: Grid, store: Store | None = None, device=None) -> dict:
+    """The four cells for the reference run and the grid's runs; the finer split by role for the `cpu`
+    profile's five seeds and the grid's runs."""
     store = store or Store(sweep_root())
     configs = [c for c in grid.recursive if c.data.regime == "both_half"]
+    seeds = [c for c in wd03_runs(REFERENCE_SEEDS)[0] if c.data.regime == "both_half"]
     return {"grid": grid.name, "description": grid.description,
-            "rows": [split_row(c, store, device) for c in [*reference_runs(), *configs]]}
+            "rows": [split_row(c, store, device) for c in [*reference_runs(), *configs]],
+            "role_rows": [split_row(c, store, device, composed.run_role_split) for c in [*seeds, *configs]]}
 
 
 def _cell(v: dict | None) -> str:
@@ -73,7 +81,21 @@ def format_markdown(table: dict) -> str:
     for r in table["rows"]:
         lines.append("| " + " | ".join([r["model"], str(r.get("steps", "-")), r["status"],
                                         *(_cell(r.get(c)) for c in composed.CELLS)]) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + format_roles(table.get("role_rows", []))) + "\n"
+
+
+def format_roles(rows: list[dict]) -> list[str]:
+    """The finer split as markdown lines: a fact composed in its own role, only in the other, or never."""
+    if not rows:
+        return []
+    head = ["model and lr", "seed", "steps", "status", *composed.ROLE_CELLS]
+    return ["", "## By role: composed in its own role, only in the other, or never", "",
+            "The same queries split by each fact's history in every role (science/composed.py, `ROLE_CELLS`): "
+            "a hop that answers facts never composed in any role reads them from the stored atomic facts. "
+            "The first rows are the `cpu` profile's both hops half runs (40k steps).", "",
+            "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |",
+            *("| " + " | ".join([r["model"], str(r["seed"]), str(r.get("steps", "-")), r["status"],
+                                 *(_cell(r.get(c)) for c in composed.ROLE_CELLS)]) + " |" for r in rows)]
 
 
 def write_composed(table: dict, folder: Path) -> None:

@@ -53,6 +53,56 @@ def split_exact_match(correct: np.ndarray, first: np.ndarray, second: np.ndarray
     return out
 
 
+# --- the finer split: a fact composed in its own role, only in the other, or never -------------------
+# Both hops half composes some OOD facts as first hops and some as second hops, so a fact outside its
+# role's cell may still have been composed in the other role. A hop that answers facts *never*
+# composed in any role reads them from the stored atomic facts: that hop composes as a rule.
+ROLES = ("own role", "other role only", "never composed")     # a fact's status, index 0, 1, 2
+ROLE_CELLS = {"both in their roles": (0, 0),
+              "first never composed, second in its role": (2, 0),
+              "first in its role, second never composed": (0, 2),
+              "first composed as a second hop only, second in its role": (1, 0),
+              "first in its role, second composed as a first hop only": (0, 1),
+              "both never composed": (2, 2)}
+
+
+def fact_roles(data: TwoHopData, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second), (N,) int each, an index into ROLES: whether each query's first fact (h, r1) is
+    the first hop of some training composition (0), else the second hop of one (1), else neither (2);
+    the same for its second fact (b, r2) with the roles swapped. `queries` are rows [h, r1, r2, b, t]."""
+    train = data.train_inferred                                                 # (T, 5) [h, r1, r2, b, t]
+    as_first = {(int(h), int(r)) for h, r in train[:, [0, 1]]}
+    as_second = {(int(b), int(r)) for b, r in train[:, [3, 2]]}
+
+    def status(pairs: np.ndarray, own: set, other: set) -> np.ndarray:       # (N, 2) -> (N,)
+        return np.array([0 if (int(a), int(b)) in own else 1 if (int(a), int(b)) in other else 2
+                         for a, b in pairs], dtype=np.int64)
+    return status(queries[:, [0, 1]], as_first, as_second), status(queries[:, [3, 2]], as_second, as_first)
+
+
+def split_by_roles(correct: np.ndarray, first: np.ndarray, second: np.ndarray) -> dict[str, dict]:
+    """{cell of ROLE_CELLS: {"n", "exact_match" (NaN when empty)}} from each query's correctness (N,)
+    and its facts' statuses (N,) each."""
+    out = {}
+    for name, (a, b) in ROLE_CELLS.items():
+        hit = correct[(first == a) & (second == b)]
+        out[name] = {"n": int(hit.size), "exact_match": float(hit.mean()) if hit.size else float("nan")}
+    return out
+
+
+def ood_by_roles(model, data: TwoHopData, device) -> dict[str, dict]:
+    """The OOD test compositions' exact match in each cell of ROLE_CELLS."""
+    queries = data.test_inferred_ood                                           # (N, 5)
+    return split_by_roles(correct_per_query(model, queries, data, device), *fact_roles(data, queries))
+
+
+def run_role_split(run, device=None) -> dict[str, dict]:
+    """`ood_by_roles` on a finished run's final EMA weights, memoised beside `run_split`."""
+    device = device or default_device()
+    return run.store.memo("composed_roles", _memo_key(run),
+                          lambda: ood_by_roles(run.load_model(None, device), dataset(run.config.data), device))
+
+
 @torch.no_grad()
 def correct_per_query(model, queries: np.ndarray, data: TwoHopData, device) -> np.ndarray:
     """(N,) bool: exact match of each query (every supervised slot), one forward pass a batch."""
