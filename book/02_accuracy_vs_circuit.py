@@ -204,6 +204,15 @@ book.verdict(ch, "A model that composes OOD facts it saw composed also composes 
 book.verdict_numbers(beyond)
 
 # %% [markdown]
+# A fact outside its role's cell may still have been composed in the other role (both hops half
+# composes OOD facts in both). The finer split (`composed.ROLE_CELLS`: composed in its own role, only
+# in the other, or never; `python -m grokcircuits composed`, `results/sweep/cpu_composed/composed.md`)
+# reads, at the `cpu` profile's five seeds, one hop that answers facts never composed in any role
+# (the first at seeds 0 and 1: 0.90 and 0.58; the second at seeds 2-4: 0.96-1.00), one that gains
+# nothing from the other role (at most 0.12), and 0.00-0.07 on the queries with both facts never
+# composed: one hop composes as a rule, the other fact by fact.
+
+# %% [markdown]
 # ## The paper reports / we measured
 #
 # The paper's figure (one seed per regime) reports, after long training: the second-hop-only run
