@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from grokcircuits.config import ModelConfig, RunConfig
-from grokcircuits.ops.grids import CPU_TRM, Grid, wd03_runs
+from grokcircuits.ops.grids import CPU_TRM, WD03_TRAIN, Grid, wd03_runs
 from grokcircuits.ops.sweep import sweep_root
 from grokcircuits.science import composed
 from grokcircuits.science.runs import load_run
@@ -24,8 +24,7 @@ def model_departure(model: ModelConfig, base: ModelConfig = CPU_TRM) -> str:
 def departure(config: RunConfig) -> str:
     """The model's departure from the `cpu` profile's, and the lr's where it differs from the profile's."""
     model = model_departure(config.model)
-    lr = reference_runs()[0].train.lr
-    if config.train.lr == lr:
+    if config.train.lr == WD03_TRAIN.lr:                                   # the reference runs' training
         return model
     return f"{'' if model == 'none' else model + ', '}lr={config.train.lr:g}"
 

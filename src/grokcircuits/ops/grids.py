@@ -391,12 +391,12 @@ def stability_screen() -> Screen:
             screen_point("cpu_l6", model=replace(CPU_TRM, l_cycles=6)),
             # 100 entities at a width that may store every OOD fact (width 128 left a tenth to a third unstored)
             screen_point("n100_width256", data=sweep_graph(100), model=replace(CPU_TRM, width=256), cap=30_000),
-            # the attention variant at 200 entities at the lr where it fits at 50 (at lr 1e-3 it learnt nothing
-            # there); in place of a lr-1e-3 point that was never started
             # the attention variant fell the slowest at 50 entities (0.62 at +10) until its continuation
             # diverged at +24 (ID 1.00 to 0.01): the same point without Grokfast (the paper trains without it)
             screen_point("cpu_attention_lr3e-4_grokfast_off", model=replace(CPU_TRM, token_mixer="attention"),
                          cap=30_000, lr=3e-4, **GROKFAST_OFF),
+            # the attention variant at 200 entities at the lr where it fits at 50 (at lr 1e-3 it learnt nothing
+            # there); in place of a lr-1e-3 point that was never started
             screen_point("n200_attention_lr3e-4", data=sweep_graph(200), model=replace(CPU_TRM, token_mixer="attention"),
                          cap=60_000, lr=3e-4),
         ),

@@ -29,12 +29,8 @@ def composed_hops(data: TwoHopData, queries: np.ndarray) -> tuple[np.ndarray, np
     """(first, second), (N,) bool each: whether each query's first hop (h, r1) is the first hop of some
     training composition, and whether its second hop (b, r2) is the second hop of one. `queries` are
     two-hop rows [h, r1, r2, b, t] (N, 5)."""
-    train = data.train_inferred                                                 # (T, 5) [h, r1, r2, b, t]
-    first_seen = {(int(h), int(r)) for h, r in train[:, [0, 1]]}
-    second_seen = {(int(b), int(r)) for b, r in train[:, [3, 2]]}
-    first = np.array([(int(h), int(r)) in first_seen for h, r in queries[:, [0, 1]]], dtype=bool)   # (N,)
-    second = np.array([(int(b), int(r)) in second_seen for b, r in queries[:, [3, 2]]], dtype=bool)  # (N,)
-    return first, second
+    first, second = fact_roles(data, queries)                                   # (N,) each
+    return first == OWN, second == OWN
 
 
 def cell_of(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -57,25 +53,25 @@ def split_exact_match(correct: np.ndarray, first: np.ndarray, second: np.ndarray
 # Both hops half composes some OOD facts as first hops and some as second hops, so a fact outside its
 # role's cell may still have been composed in the other role. A hop that answers facts *never*
 # composed in any role reads them from the stored atomic facts: that hop composes as a rule.
-ROLES = ("own role", "other role only", "never composed")     # a fact's status, index 0, 1, 2
-ROLE_CELLS = {"both in their roles": (0, 0),
-              "first never composed, second in its role": (2, 0),
-              "first in its role, second never composed": (0, 2),
-              "first composed as a second hop only, second in its role": (1, 0),
-              "first in its role, second composed as a first hop only": (0, 1),
-              "both never composed": (2, 2)}
+OWN, OTHER, NEVER = 0, 1, 2     # a fact's status: composed in its own role, only in the other, never
+ROLE_CELLS = {"both in their roles": (OWN, OWN),
+              "first never composed, second in its role": (NEVER, OWN),
+              "first in its role, second never composed": (OWN, NEVER),
+              "first composed as a second hop only, second in its role": (OTHER, OWN),
+              "first in its role, second composed as a first hop only": (OWN, OTHER),
+              "both never composed": (NEVER, NEVER)}
 
 
 def fact_roles(data: TwoHopData, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first, second), (N,) int each, an index into ROLES: whether each query's first fact (h, r1) is
-    the first hop of some training composition (0), else the second hop of one (1), else neither (2);
-    the same for its second fact (b, r2) with the roles swapped. `queries` are rows [h, r1, r2, b, t]."""
+    """(first, second), (N,) int each: whether each query's first fact (h, r1) is the first hop of some
+    training composition (OWN), else the second hop of one (OTHER), else neither (NEVER); the same for
+    its second fact (b, r2) with the roles swapped. `queries` are rows [h, r1, r2, b, t] (N, 5)."""
     train = data.train_inferred                                                 # (T, 5) [h, r1, r2, b, t]
     as_first = {(int(h), int(r)) for h, r in train[:, [0, 1]]}
     as_second = {(int(b), int(r)) for b, r in train[:, [3, 2]]}
 
     def status(pairs: np.ndarray, own: set, other: set) -> np.ndarray:       # (N, 2) -> (N,)
-        return np.array([0 if (int(a), int(b)) in own else 1 if (int(a), int(b)) in other else 2
+        return np.array([OWN if (int(a), int(b)) in own else OTHER if (int(a), int(b)) in other else NEVER
                          for a, b in pairs], dtype=np.int64)
     return status(queries[:, [0, 1]], as_first, as_second), status(queries[:, [3, 2]], as_second, as_first)
 
