@@ -164,3 +164,17 @@ def test_the_cost_plan_measures_where_a_point_ran_and_borrows_or_scales_where_no
     assert plan["wide"]["fit_s_per_step"] == pytest.approx(4 * plan["toy"]["fit_s_per_step"])   # width squared
     assert plan["wide"]["continuation_steps_left"] == 2 * base.epochs * base.steps_per_epoch()   # natural and control
     assert "CPU-hours left in all" in stability.format_plan(list(plan.values()))
+
+
+def test_the_summary_counts_only_points_read_to_the_last_epoch_as_measured_to_it():
+    def row(point, verdict, natural):
+        return {"point": point, "verdict": verdict, "natural": natural}
+    table = {"report_epochs": [10, 20, 40], "rows": [
+        row("fell", "falls", {"ood_40": 0.02, "ood_atomic_40": 1.0}),
+        row("kept", "retains", {"ood_40": 0.7, "ood_atomic_40": 1.0}),
+        row("capped early", "confounded", {"ood_10": 0.05}),          # a capped fit reads confounded at once
+        row("running", "open", {})]}
+    assert stability.summary_line(table) == ("2 of 4 points measured to +40 epochs (1 more read before it); "
+                                             "1 retain (kept); readings: falls 1, retains 1, confounded 1")
+    table["rows"] = table["rows"][:2]
+    assert stability.summary_line(table) == "2 of 2 points measured to +40 epochs; 1 retain (kept); readings: falls 1, retains 1"

@@ -281,11 +281,15 @@ def _pair(ood, atomic) -> str:
 
 def summary_line(table: dict) -> str:
     """How many points were measured to the end, how many retain, and how the others read."""
+    last = table["report_epochs"][-1]
     readings = [r["verdict"] for r in table["rows"]]
     measured = [v for v in readings if v != "open"]
+    to_end = [r for r in table["rows"] if r["natural"].get(f"ood_{last}") is not None]
+    short = len(measured) - len(to_end)   # read without reaching the end (a capped fit is confounded at once)
     retained = [r["point"] for r in table["rows"] if r["verdict"] == "retains"]
     counts = {v: measured.count(v) for v in dict.fromkeys(measured)}
-    return (f"{len(measured)} of {len(readings)} points measured to +{table['report_epochs'][-1]} epochs; "
+    return (f"{len(to_end)} of {len(readings)} points measured to +{last} epochs"
+            + (f" ({short} more read before it)" if short else "") + "; "
             f"{len(retained)} retain{' (' + ', '.join(retained) + ')' if retained else ''}; readings: "
             + (", ".join(f"{v} {n}" for v, n in counts.items()) or "none yet"))
 
