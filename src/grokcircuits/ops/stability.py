@@ -284,7 +284,7 @@ def summary_line(table: dict) -> str:
     last = table["report_epochs"][-1]
     readings = [r["verdict"] for r in table["rows"]]
     measured = [v for v in readings if v != "open"]
-    to_end = [r for r in table["rows"] if r["natural"].get(f"ood_{last}") is not None]
+    to_end = [r for r in table["rows"] if retains(r["natural"], last) is not None]
     short = len(measured) - len(to_end)   # read without reaching the end (a capped fit is confounded at once)
     retained = [r["point"] for r in table["rows"] if r["verdict"] == "retains"]
     counts = {v: measured.count(v) for v in dict.fromkeys(measured)}
